@@ -1,0 +1,82 @@
+"""Platform settings and the data-directory layout, in one place.
+
+Every path under the data directory is named here so the CLI, the client, the API and the
+runtime agree on where things live.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024        # requests through API and gateway
+DEFAULT_MAX_BUNDLE_BYTES = 100 * 1024 * 1024     # photon bundle uploads
+
+
+def default_data_dir() -> Path:
+    """``$LEPTONIC_DATA_DIR``, else ``~/.leptonic``."""
+    env = os.environ.get("LEPTONIC_DATA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".leptonic"
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """The layout of a platform's data directory."""
+
+    root: Path
+
+    @property
+    def admin_token(self) -> Path:        # mode 0600, written on first start
+        return self.root / "admin-token"
+
+    @property
+    def endpoint(self) -> Path:           # "http://HOST:PORT" of the running platform
+        return self.root / "endpoint"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "leptonic.db"
+
+    @property
+    def artifacts(self) -> Path:          # content-addressed photon bundles: <sha256>/
+        return self.root / "artifacts"
+
+    @property
+    def logs(self) -> Path:               # one file per replica: <replica-id>.log
+        return self.root / "logs"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "leptonic.pid"
+
+    def ensure(self) -> DataDir:
+        for path in (self.root, self.artifacts, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        return self
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str | None = None       # default: sqlite in the data dir
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    runtime: str = "local"
+
+    @property
+    def layout(self) -> DataDir:
+        return DataDir(Path(self.data_dir))
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.layout.database}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

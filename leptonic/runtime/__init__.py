@@ -1,0 +1,1 @@
+"""Backends that really start and stop replicas: ``local`` (subprocesses), ``fake`` (tests)."""

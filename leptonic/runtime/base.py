@@ -1,0 +1,66 @@
+"""The one narrow seam for side effects: every process start/stop goes through a Backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ReplicaLaunch:
+    """Everything a backend needs to start one replica."""
+
+    replica_id: str
+    deployment: str
+    entry: str                  # "app.py:Echo" inside bundle_dir, or "builtin:NAME"
+    bundle_dir: str | None      # unpacked photon bundle (None for builtin photons)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplicaHandle:
+    """Where a started replica lives."""
+
+    replica_id: str
+    node: str
+    url: str
+    pid: int | None = None
+    port: int | None = None
+    log_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """What the backend can tell about a replica's process without asking it over HTTP."""
+
+    replica_id: str
+    alive: bool
+    exit_code: int | None = None
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self, launch: ReplicaLaunch) -> ReplicaHandle:
+        """Launch a replica and return at once; readiness is probed over HTTP later."""
+        ...
+
+    async def stop(self, replica_id: str, grace_s: float = 10.0) -> None:
+        """Stop a replica: SIGTERM, then SIGKILL after ``grace_s``. Unknown ids are a no-op."""
+        ...
+
+    async def poll(self, replica_id: str) -> ProcessState:
+        """Is the replica's process alive; if not, its exit code when known."""
+        ...
+
+    async def adopt(self, handle: ReplicaHandle) -> bool:
+        """Take over a replica started by an earlier control plane; False if it is gone."""
+        ...
+
+    def log_tail(self, replica_id: str, lines: int = 20) -> list[str]:
+        """The last lines the replica wrote, for status messages."""
+        ...
+
+    async def close(self) -> None:
+        """Stop watching; does not stop replicas."""
+        ...
