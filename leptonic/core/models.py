@@ -101,6 +101,11 @@ class DeploymentStatus(BaseModel):
     message: str = ""
     last_error: str | None = None    # last lines of a failing replica's log
     observed_generation: int = 0
+    # The replica template (photon version + env) the controller last saw, and the
+    # generation at which it last changed: replicas started for an older template are
+    # replaced, while a spec change that only scales leaves running replicas alone.
+    template_hash: str = ""
+    template_generation: int = 0
     updated_at: float = 0.0
 
 
@@ -110,7 +115,7 @@ class Replica(BaseModel):
     id: str
     deployment: str
     photon_version: int = 0
-    generation: int = 0             # deployment generation it was started for
+    generation: int = 0             # the deployment's template_generation it runs
     node: str = "local"
     state: ReplicaState = ReplicaState.STARTING
     url: str | None = None

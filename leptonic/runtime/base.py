@@ -61,6 +61,14 @@ class Backend(Protocol):
         """The last lines the replica wrote, for status messages."""
         ...
 
+    async def kill_orphans(self, known: set[str]) -> int:
+        """Stop replica processes of this platform that no stored replica accounts for."""
+        ...
+
+    async def stop_all(self, grace_s: float = 10.0) -> None:
+        """Stop every replica this backend is tracking (platform shutdown)."""
+        ...
+
     async def close(self) -> None:
         """Stop watching; does not stop replicas."""
         ...

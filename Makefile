@@ -1,0 +1,47 @@
+# leptonic — the two commands a new machine needs:
+#   make up     install into .venv and start the platform (http://127.0.0.1:8080)
+#   make test   install into .venv and run lint, type checks and the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+DATA_DIR ?= $(HOME)/.leptonic
+PORT   ?= 8080
+PYTEST_ARGS ?=
+
+.PHONY: up install test lint unit integration e2e bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/leptonic up --data-dir $(DATA_DIR) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check leptonic tests benchmarks examples
+	$(BIN)/mypy leptonic/core
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: install
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: install
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/gateway.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Controllers: level-triggered loops that read spec + status, plan in core/, apply via runtime/."""

@@ -1,0 +1,150 @@
+"""The control loop: observe replicas, reconcile deployments, publish routes — forever.
+
+Each phase is guarded (an exception is logged and counted, never fatal) and timed
+(``leptonic_controller_phase_seconds``), as Ray Serve's ``run_control_loop`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from leptonic.controller.context import ControllerContext
+from leptonic.controller.deployments import DeploymentReconciler
+from leptonic.controller.replicas import ReplicaObserver
+from leptonic.core.models import Replica, ReplicaState
+from leptonic.runtime.base import ReplicaHandle
+
+log = logging.getLogger(__name__)
+
+#: deployment name -> [(replica_id, url)] of ready replicas
+Routes = dict[str, list[tuple[str, str]]]
+
+
+class Controller:
+    """Runs the phases every ``tick_s`` seconds, or at once when woken."""
+
+    def __init__(self, ctx: ControllerContext, publish: Callable[[Routes], None], *,
+                 tick_s: float = 0.25, registry: CollectorRegistry | None = None) -> None:
+        self.ctx = ctx
+        self.publish = publish
+        self.tick_s = tick_s
+        self.observer = ReplicaObserver(ctx)
+        self.reconciler = DeploymentReconciler(ctx)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.ticks = 0
+        self.phase_seconds = Histogram(
+            "leptonic_controller_phase_seconds", "Duration of each control-loop phase",
+            ["phase"], registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.phase_errors = Counter(
+            "leptonic_controller_phase_errors", "Exceptions caught in a control-loop phase",
+            ["phase"], registry=registry)
+
+    def wake(self) -> None:
+        """Reconcile now (call from the event loop's thread)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self.recover()
+        self._task = asyncio.create_task(self._run(), name="leptonic-controller")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.reconciler.drain()
+
+    async def recover(self) -> None:
+        """After a (re)start: adopt replicas that still run, forget those that do not."""
+        ctx = self.ctx
+        replicas: list[Replica] = await ctx.db(ctx.store.list_replicas)
+        adopted = lost = 0
+        for r in replicas:
+            alive = False
+            if r.state in (ReplicaState.STARTING, ReplicaState.READY) and r.pid and r.url:
+                alive = await ctx.backend.adopt(ReplicaHandle(
+                    r.id, r.node, r.url, pid=r.pid, port=r.port, log_path=r.log_path))
+            if alive:
+                adopted += 1
+                continue
+            if r.state is ReplicaState.FAILED:
+                continue        # keeps its failure count and backoff
+            lost += 1
+            await ctx.backend.stop(r.id, grace_s=0.5)
+            await ctx.db(ctx.store.delete_replica, r.id)
+            if r.state is not ReplicaState.DRAINING:
+                await ctx.event(f"deployment/{r.deployment}", "ReplicaLost",
+                                f"replica {r.id} (pid {r.pid}) was gone after a control-plane "
+                                "restart; a new one will be started", "Warning")
+        known = {r.id for r in replicas}
+        orphans = await ctx.backend.kill_orphans(known)
+        if adopted or lost or orphans:
+            log.info("recovered: %d replica(s) adopted, %d lost, %d orphan(s) stopped",
+                     adopted, lost, orphans)
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            await self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            self._wake.clear()
+
+    async def _guarded(self, phase: str, fn: Callable[[], Awaitable[None]]) -> None:
+        start = time.perf_counter()
+        try:
+            await fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.phase_errors.labels(phase).inc()
+            log.exception("control loop phase %r failed; continuing", phase)
+        finally:
+            self.phase_seconds.labels(phase).observe(time.perf_counter() - start)
+
+    async def tick(self) -> None:
+        """One pass over the world. Public so tests can step the loop deterministically."""
+        self.ticks += 1
+        state: dict[str, list[Replica]] = {}
+
+        async def observe() -> None:
+            replicas = await self.ctx.db(self.ctx.store.list_replicas)
+            state["replicas"] = await self.observer.observe(replicas)
+
+        async def reconcile() -> None:
+            deployments = await self.ctx.db(self.ctx.store.list_deployments)
+            replicas = state.get("replicas")
+            if replicas is None:
+                replicas = await self.ctx.db(self.ctx.store.list_replicas)
+            for d in deployments:
+                mine = [r for r in replicas if r.deployment == d.name]
+                try:
+                    await self.reconciler.reconcile(d, mine)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.phase_errors.labels("reconcile").inc()
+                    log.exception("reconciling deployment %s failed; will retry", d.name)
+
+        async def publish() -> None:
+            deployments = await self.ctx.db(self.ctx.store.list_deployments)
+            replicas = await self.ctx.db(self.ctx.store.list_replicas)
+            routes: Routes = {d.name: [] for d in deployments if not d.deleting}
+            for r in replicas:
+                if r.state is ReplicaState.READY and r.url and r.deployment in routes:
+                    routes[r.deployment].append((r.id, r.url))
+            self.publish(routes)
+
+        await self._guarded("observe", observe)
+        await self._guarded("reconcile", reconcile)
+        await self._guarded("publish", publish)

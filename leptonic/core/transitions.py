@@ -1,0 +1,134 @@
+"""Replica and deployment status transitions, as pure functions of a snapshot and ``now``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from leptonic.core.models import (
+    Deployment,
+    DeploymentPhase,
+    DeploymentSpec,
+    DeploymentStatus,
+    Replica,
+    ReplicaState,
+)
+
+#: replica states that count toward a deployment's replicas (not on their way out)
+ACTIVE_STATES = frozenset({ReplicaState.STARTING, ReplicaState.READY, ReplicaState.FAILED})
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How replicas that exit are restarted.
+
+    Delays grow ``base_s * factor**(failures-1)`` up to ``max_s``; after ``crashloop_after``
+    failures in a row the deployment reports ``CrashLoop``. A replica that stays ready for
+    ``stable_after_s`` has its failure count reset, so a crash a day is not a crash loop.
+    """
+
+    base_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 60.0
+    crashloop_after: int = 3
+    stable_after_s: float = 10.0
+    start_timeout_s: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        if failures <= 0:
+            return 0.0
+        return float(min(self.max_s, self.base_s * self.factor ** (failures - 1)))
+
+
+def template_hash(spec: DeploymentSpec) -> str:
+    """What makes two replicas interchangeable: the photon version and the environment."""
+    raw = json.dumps([spec.photon, spec.photon_version, sorted(spec.env.items())])
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def replica_ready(replica: Replica, now: float) -> Replica:
+    """A starting replica answered /readyz with 200."""
+    if replica.state is not ReplicaState.STARTING:
+        return replica
+    return replica.model_copy(update={"state": ReplicaState.READY, "ready_at": now,
+                                      "last_error": None})
+
+
+def replica_exited(replica: Replica, exit_code: int | None, error_tail: str | None,
+                   now: float, policy: RestartPolicy) -> Replica:
+    """The replica's process is gone (or was killed for failing probes)."""
+    failures = replica.failures + 1
+    return replica.model_copy(update={
+        "state": ReplicaState.FAILED,
+        "failures": failures,
+        "exit_code": exit_code,
+        "last_error": error_tail,
+        "pid": None,
+        "url": None,
+        "ready_at": None,
+        "next_restart_at": now + policy.delay(failures),
+    })
+
+
+def replica_restarted(replica: Replica, now: float) -> Replica:
+    """A failed replica was started again in the same slot."""
+    return replica.model_copy(update={
+        "state": ReplicaState.STARTING,
+        "restarts": replica.restarts + 1,
+        "started_at": now,
+        "next_restart_at": None,
+    })
+
+
+def replica_settled(replica: Replica, now: float, policy: RestartPolicy) -> Replica:
+    """Forget past failures once a replica has been ready for long enough."""
+    if (replica.state is ReplicaState.READY and replica.failures and replica.ready_at is not None
+            and now - replica.ready_at >= policy.stable_after_s):
+        return replica.model_copy(update={"failures": 0, "exit_code": None})
+    return replica
+
+
+def deployment_status(deployment: Deployment, replicas: list[Replica], now: float,
+                      policy: RestartPolicy, previous: DeploymentStatus | None = None
+                      ) -> DeploymentStatus:
+    """Summarise replicas into the deployment's phase, counts and message."""
+    prev = previous or deployment.status
+    active = [r for r in replicas if r.state in ACTIVE_STATES]
+    ready = [r for r in active if r.state is ReplicaState.READY]
+    desired = deployment.spec.replicas
+    looping = [r for r in active if r.failures >= policy.crashloop_after]
+    last_error = prev.last_error
+    if deployment.deleting:
+        phase = DeploymentPhase.DELETING
+        message = f"stopping {len(replicas)} replica(s)"
+    elif looping and len(ready) < desired:
+        worst = max(looping, key=lambda r: r.failures)
+        phase = DeploymentPhase.CRASH_LOOP
+        wait = max(0.0, (worst.next_restart_at or now) - now)
+        message = (f"replica {worst.id} failed {worst.failures} times in a row "
+                   f"(exit code {worst.exit_code}); next restart in {wait:.0f}s")
+        last_error = worst.last_error
+    elif desired == 0 and not active:
+        phase, message = DeploymentPhase.STOPPED, "scaled to zero replicas"
+    elif len(ready) >= desired:
+        phase, message = DeploymentPhase.READY, f"{len(ready)}/{desired} replicas ready"
+        last_error = None
+    elif not ready:
+        phase, message = DeploymentPhase.PENDING, f"0/{desired} replicas ready"
+    else:
+        phase, message = DeploymentPhase.DEGRADED, f"{len(ready)}/{desired} replicas ready"
+    if phase is not DeploymentPhase.CRASH_LOOP:
+        failing = [r for r in active if r.state is ReplicaState.FAILED and r.last_error]
+        if failing:
+            last_error = failing[0].last_error
+    return prev.model_copy(update={
+        "phase": phase,
+        "replicas": len(active),
+        "ready_replicas": len(ready),
+        "restarts": max(prev.restarts, sum(r.restarts for r in replicas)),
+        "message": message,
+        "last_error": last_error,
+        "observed_generation": deployment.generation,
+        "updated_at": now,
+    })

@@ -1,0 +1,115 @@
+"""The route table: which ready replicas serve each deployment.
+
+The control plane pushes it (``set_routes``/``remove``/``replace_all``); the proxy reads it
+on every request. Writes build a fresh immutable :class:`Route` and swap one dict entry
+(or the whole dict), so a read is a single dict lookup with no lock and never sees a
+half-applied update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from leptonic.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One ready replica the gateway may send requests to (``url``: ``http://HOST:PORT``)."""
+
+    replica_id: str
+    url: str
+    host: str = field(init=False, repr=False, compare=False)
+    port: int = field(init=False, repr=False, compare=False)
+    # Pre-encoded for the hot path: the Host header line and the response header value.
+    host_line: bytes = field(init=False, repr=False, compare=False)
+    replica_header: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.replica_id:
+            raise InvalidInput("an upstream needs a non-empty replica_id")
+        parts = urlsplit(self.url)
+        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+            raise InvalidInput(
+                f"upstream url {self.url!r} of replica {self.replica_id!r} must look like "
+                "'http://HOST:PORT'"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise InvalidInput(
+                f"upstream url {self.url!r} must not have a path or query; the gateway "
+                "appends the request's own path"
+            )
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        object.__setattr__(self, "host", parts.hostname)
+        object.__setattr__(self, "port", parts.port)
+        object.__setattr__(self, "host_line", b"host: " + netloc.encode("ascii") + b"\r\n")
+        object.__setattr__(self, "replica_header", self.replica_id.encode("latin-1"))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The upstreams of one deployment, with the lookups the proxy needs precomputed."""
+
+    upstreams: tuple[Upstream, ...]
+    ids: tuple[str, ...]
+    by_id: Mapping[str, Upstream]
+
+    @classmethod
+    def of(cls, deployment: str, upstreams: Iterable[Upstream]) -> Route:
+        ups = tuple(upstreams)
+        by_id = {u.replica_id: u for u in ups}
+        if len(by_id) != len(ups):
+            raise InvalidInput(f"deployment {deployment!r} lists a replica id more than once")
+        return cls(ups, tuple(by_id), by_id)
+
+
+class RouteTable:
+    """Ready replicas per deployment; cheap to read, replaced wholesale on write.
+
+    ``get`` returns ``None`` for an unknown deployment (the gateway answers 404) and ``[]``
+    for a known deployment that has no ready replica right now (503).
+    """
+
+    def __init__(self, mapping: Mapping[str, Iterable[Upstream]] | None = None) -> None:
+        self._routes: dict[str, Route] = {}
+        self.version = 0
+        if mapping:
+            self.replace_all(mapping)
+
+    def set_routes(self, deployment: str, upstreams: Iterable[Upstream]) -> None:
+        """Declare ``deployment`` with exactly these ready upstreams (may be empty)."""
+        route = Route.of(deployment, upstreams)
+        routes = dict(self._routes)
+        routes[deployment] = route
+        self._routes = routes
+        self.version += 1
+
+    def remove(self, deployment: str) -> None:
+        """Forget ``deployment``; requests for it get 404. Unknown names are a no-op."""
+        if deployment in self._routes:
+            routes = dict(self._routes)
+            del routes[deployment]
+            self._routes = routes
+            self.version += 1
+
+    def replace_all(self, mapping: Mapping[str, Iterable[Upstream]]) -> None:
+        """Swap in a complete table (what a control plane pushes after a restart)."""
+        self._routes = {name: Route.of(name, ups) for name, ups in mapping.items()}
+        self.version += 1
+
+    def get(self, deployment: str) -> list[Upstream] | None:
+        """The ready upstreams of ``deployment``; ``None`` if the deployment is unknown."""
+        route = self._routes.get(deployment)
+        return None if route is None else list(route.upstreams)
+
+    def route(self, deployment: str) -> Route | None:
+        """The hot-path read: the immutable :class:`Route`, or ``None`` if unknown."""
+        return self._routes.get(deployment)
+
+    def deployments(self) -> list[str]:
+        return sorted(self._routes)
+
+    def snapshot(self) -> dict[str, list[Upstream]]:
+        return {name: list(r.upstreams) for name, r in self._routes.items()}

@@ -1,0 +1,163 @@
+"""``leptonic up``: the whole platform in one process on one machine.
+
+One ASGI app serves the control-plane API (``/api/v1``), the gateway (``/run/...``) and
+the dashboard; the controller runs as a task on the same event loop and starts replicas
+through the local runtime. State lives in the store (SQLite in the data dir by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import psutil
+from prometheus_client import CollectorRegistry
+
+from leptonic.config import Settings
+from leptonic.controller.context import ControllerContext
+from leptonic.controller.loop import Controller, Routes
+from leptonic.controller.probes import HttpProber
+from leptonic.core.models import Node
+from leptonic.gateway.proxy import Gateway
+from leptonic.gateway.routes import RouteTable, Upstream
+from leptonic.runtime.local import LocalBackend
+
+log = logging.getLogger("leptonic")
+
+
+class Platform:
+    """Owns the store, artifact store, token verifier, runtime, controller and gateway."""
+
+    def __init__(self, settings: Settings, *, tick_s: float = 0.25) -> None:
+        from leptonic.auth.tokens import TokenVerifier
+        from leptonic.store.artifacts import ArtifactStore
+        from leptonic.store.store import Store
+
+        self.settings = settings
+        self.layout = settings.layout.ensure()
+        self.store = Store(settings.db_url)
+        self.store.migrate()
+        self.artifacts = ArtifactStore(self.layout.artifacts)
+        self.verifier = TokenVerifier(self.store)
+        self.registry = CollectorRegistry()
+        self.routes = RouteTable()
+        self.gateway = Gateway(self.routes, authorize=self.verifier.verify,
+                               max_body_bytes=settings.max_body_bytes, registry=self.registry)
+        self.backend = LocalBackend(self.layout, host="127.0.0.1")
+        self.prober = HttpProber()
+        self.ctx = ControllerContext(store=self.store, backend=self.backend,
+                                     prober=self.prober, artifacts=self.artifacts)
+        self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
+                                     registry=self.registry)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        from leptonic.api.app import create_app
+        self.api = create_app(self)
+
+    # -- wiring -----------------------------------------------------------------------
+    def publish_routes(self, routes: Routes) -> None:
+        self.routes.replace_all({name: [Upstream(rid, url) for rid, url in ups]
+                                 for name, ups in routes.items()})
+
+    def wake(self) -> None:
+        """Ask the controller to reconcile now; safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self.controller.wake)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.store.upsert_node, self.local_node())
+        await self.controller.start()
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def stop(self, *, stop_replicas: bool = True) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+        await self.controller.stop()
+        if stop_replicas:
+            # a clean shutdown takes its replicas with it; the next start brings them back
+            replicas = await asyncio.to_thread(self.store.list_replicas)
+            await self.backend.stop_all(grace_s=5.0)
+            for r in replicas:
+                await asyncio.to_thread(self.store.delete_replica, r.id)
+        await self.prober.aclose()
+        await self.backend.close()
+
+    def local_node(self) -> Node:
+        return Node(name="local", tier="datacenter",
+                    capacity={"cpu": float(os.cpu_count() or 1),
+                              "memory_mb": psutil.virtual_memory().total / 2**20},
+                    labels={"hostname": socket.gethostname()}, status="Ready",
+                    heartbeat_at=time.time())
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.upsert_node, self.local_node())
+
+    # -- the ASGI app ---------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http" and scope["path"].startswith("/run/"):
+            await self.gateway(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("platform failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def run_platform(settings: Settings) -> None:
+    """Start the platform and block until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from leptonic.auth.tokens import ensure_admin_token
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    platform = Platform(settings)
+    layout = platform.layout
+    token = ensure_admin_token(platform.store, layout)
+    if token:
+        log.info("created the admin token; it is in %s (mode 0600)", layout.admin_token)
+    layout.endpoint.write_text(settings.url + "\n")
+    layout.pidfile.write_text(f"{os.getpid()}\n")
+    log.info("leptonic is up at %s (data dir %s)", settings.url, layout.root)
+    config = uvicorn.Config(platform, host=settings.host, port=settings.port,
+                            loop="uvloop", http="httptools", lifespan="on",
+                            access_log=False, log_level="warning", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        with contextlib.suppress(OSError):
+            layout.pidfile.unlink()
+    if not server.started:
+        raise SystemExit(1)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

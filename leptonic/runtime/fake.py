@@ -1,0 +1,63 @@
+"""An in-memory backend for unit tests: records calls, lets the test kill replicas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
+
+
+@dataclass
+class FakeBackend:
+    name: str = "fake"
+    started: list[ReplicaLaunch] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    alive: dict[str, bool] = field(default_factory=dict)
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    adoptable: set[str] = field(default_factory=set)
+    logs: dict[str, list[str]] = field(default_factory=dict)
+    fail_start: bool = False
+    _next_pid: int = 1000
+
+    async def start(self, launch: ReplicaLaunch) -> ReplicaHandle:
+        if self.fail_start:
+            from leptonic.errors import BackendError
+            raise BackendError(f"cannot start replica {launch.replica_id}: fake failure")
+        self.started.append(launch)
+        self.alive[launch.replica_id] = True
+        self._next_pid += 1
+        port = 20000 + self._next_pid
+        return ReplicaHandle(launch.replica_id, "fake", f"http://fake:{port}",
+                             pid=self._next_pid, port=port)
+
+    async def stop(self, replica_id: str, grace_s: float = 10.0) -> None:
+        self.stopped.append(replica_id)
+        self.alive[replica_id] = False
+
+    async def poll(self, replica_id: str) -> ProcessState:
+        alive = self.alive.get(replica_id, False)
+        return ProcessState(replica_id, alive, None if alive else self.exit_codes.get(replica_id))
+
+    async def adopt(self, handle: ReplicaHandle) -> bool:
+        if handle.replica_id in self.adoptable:
+            self.alive[handle.replica_id] = True
+            return True
+        return False
+
+    def kill(self, replica_id: str, exit_code: int = -9) -> None:
+        self.alive[replica_id] = False
+        self.exit_codes[replica_id] = exit_code
+
+    def log_tail(self, replica_id: str, lines: int = 20) -> list[str]:
+        return self.logs.get(replica_id, [])[-lines:]
+
+    async def kill_orphans(self, known: set[str]) -> int:
+        return 0
+
+    async def stop_all(self, grace_s: float = 10.0) -> None:
+        for rid, alive in list(self.alive.items()):
+            if alive:
+                await self.stop(rid, grace_s)
+
+    async def close(self) -> None:
+        return None

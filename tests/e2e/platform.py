@@ -1,0 +1,186 @@
+"""Drive a real ``leptonic up`` in a subprocess: start, stop, kill -9, restart, call it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    replicas: dict[str, int] = field(default_factory=dict)
+    bodies: list[Any] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.ok + len(self.failed)
+
+
+@dataclass
+class RunningPlatform:
+    data_dir: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTONIC_")}
+        env.update(LEPTONIC_DATA_DIR=str(self.data_dir), LEPTONIC_URL=self.url,
+                   PYTHONUNBUFFERED="1")
+        return env
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> None:
+        self.log_file = self.data_dir.parent / f"leptonic-up-{self.port}.log"
+        out = self.log_file.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "leptonic", "up", "--data-dir", str(self.data_dir),
+             "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=self.env(),
+            cwd=str(self.data_dir.parent))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"leptonic up exited: {self.read_log()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                if (self.data_dir / "admin-token").exists():
+                    r = httpx.get(f"{self.url}/api/v1/status", headers=self.headers, timeout=2)
+                    if r.status_code == 200:
+                        return
+            time.sleep(0.1)
+        raise TimeoutError(f"leptonic up not ready in {timeout}s: {self.read_log()[-3000:]}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def read_log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file else ""
+
+    def runner_pids(self) -> set[int]:
+        """Replica processes of this platform, found by the owner mark in their environment."""
+        pids = set()
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            if "leptonic.photon.runner" not in (p.info.get("cmdline") or []):
+                continue
+            with contextlib.suppress(psutil.Error):
+                if p.environ().get("LEPTONIC_OWNER") == str(self.data_dir):
+                    pids.add(p.pid)
+        return pids
+
+    def kill_all_runners(self) -> None:
+        for pid in self.runner_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    # -- calls ------------------------------------------------------------------------------
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.url}/api/v1{path}", headers=self.headers,
+                             timeout=30, **kw)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run([sys.executable, "-m", "leptonic", *args], env=self.env(),
+                             capture_output=True, text=True, timeout=timeout,
+                             cwd=str(REPO / "examples" / "echo"))
+        if check and res.returncode != 0:
+            raise AssertionError(f"leptonic {' '.join(args)} failed ({res.returncode}):\n"
+                                 f"{res.stdout}\n{res.stderr}")
+        return res
+
+    def replicas(self, deployment: str) -> list[dict[str, Any]]:
+        r = self.api("GET", f"/deployments/{deployment}/replicas")
+        r.raise_for_status()
+        return list(r.json())
+
+    def wait_ready(self, deployment: str, replicas: int, timeout: float = 60.0,
+                   exclude_pids: set[int] = frozenset()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+        deadline = time.monotonic() + timeout
+        last: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            last = self.replicas(deployment)
+            ready = [r for r in last if r["state"] == "ready" and r["pid"] not in exclude_pids]
+            if len(ready) >= replicas:
+                return ready
+            time.sleep(0.1)
+        raise TimeoutError(f"{deployment}: not {replicas} ready in {timeout}s: "
+                           f"{json.dumps(last, indent=1)}\n{self.read_log()[-3000:]}")
+
+    async def load(self, deployment: str, handler: str, n: int, concurrency: int = 8,
+                   body: dict[str, Any] | None = None,
+                   during: Any = None) -> LoadResult:
+        """``n`` requests at ``concurrency``; ``during(i)`` is awaited when request i is sent."""
+        result = LoadResult()
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+        url = f"{self.url}/run/{deployment}/{handler}"
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                if during is not None:
+                    await during(i)
+                try:
+                    r = await client.post(url, json=body if body is not None else {"text": f"m{i}"})
+                except httpx.HTTPError as exc:
+                    result.failed.append(f"{i}: {type(exc).__name__}: {exc}")
+                    continue
+                if r.status_code != 200:
+                    result.failed.append(f"{i}: HTTP {r.status_code}: {r.text[:200]}")
+                    continue
+                result.ok += 1
+                result.bodies.append(r.json())
+                rid = r.headers.get("x-leptonic-replica", "?")
+                result.replicas[rid] = result.replicas.get(rid, 0) + 1
+
+        async with httpx.AsyncClient(headers=self.headers, timeout=30) as client:
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return result
