@@ -1,0 +1,467 @@
+"""The gateway: a raw ASGI app that proxies ``/run/{deployment}/{rest}`` to a ready replica.
+
+Per request it authorizes the bearer token, reads the body (bounded), looks the deployment
+up in the :class:`~leptonic.gateway.routes.RouteTable`, picks a replica by power of two
+choices on outstanding requests, and relays the replica's response unchanged apart from
+hop-by-hop headers and an added ``x-leptonic-replica``. A request whose connection fails
+before any response byte (refused, reset, EOF) goes to another replica, and the failed one
+is ejected for a few seconds, so a replica killed under load fails no request.
+
+The request body is buffered (it is bounded by ``max_body_bytes``) because a retry has to
+send it again; the response body is streamed through as it arrives.
+
+Errors the gateway itself produces are ``application/problem+json``; the replicas' own
+4xx/5xx pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from types import MappingProxyType
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from leptonic.config import DEFAULT_MAX_BODY_BYTES
+from leptonic.errors import PROBLEM_CONTENT_TYPE, problem
+from leptonic.gateway.balancer import choose
+from leptonic.gateway.routes import RouteTable, Upstream
+from leptonic.gateway.upstream import UpstreamClient, UpstreamError, UpstreamTimeout
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+EJECT_SECONDS = 5.0
+UNKNOWN_DEPLOYMENT = "(unknown)"   # metrics label for requests to no known deployment
+
+# Request headers that are not forwarded as they are: hop-by-hop ones (RFC 9110 7.6.1),
+# the platform token, and those the gateway rewrites (host, framing, forwarding, id).
+_REQUEST_SKIP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-authorization", b"expect",
+    b"authorization", b"host", b"content-length", b"x-forwarded-for",
+    b"x-forwarded-host", b"x-forwarded-proto", b"x-request-id",
+})
+_CONNECTION_STANDARD = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+_BAD_TARGET_BYTES = (b" ", b"\r", b"\n")
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+
+
+class _Metrics:
+    """The gateway's Prometheus series, with label children cached off the hot path."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "leptonic_gateway_requests_total",
+            "Requests answered by the gateway, by deployment and status code.",
+            ["deployment", "code"], registry=registry)
+        self.latency = Histogram(
+            "leptonic_gateway_upstream_latency_seconds",
+            "Time from sending a request to a replica to its response headers.",
+            ["deployment"], registry=registry,
+            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.retries = Counter(
+            "leptonic_gateway_retries_total",
+            "Requests sent again to another replica after a connection failure.",
+            ["deployment"], registry=registry)
+        self.in_flight = Gauge(
+            "leptonic_gateway_in_flight_requests",
+            "Requests currently being proxied, by deployment.",
+            ["deployment"], registry=registry)
+        self.ejections = Counter(
+            "leptonic_gateway_ejections_total",
+            "Replicas taken out of rotation for a while after a connection failure.",
+            ["deployment"], registry=registry)
+        self._requests: dict[tuple[str, int], Any] = {}
+        self._per_deployment: dict[str, tuple[Any, Any]] = {}
+
+    def request(self, deployment: str, code: int) -> None:
+        key = (deployment, code)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(deployment, str(code))
+        child.inc()
+
+    def deployment(self, deployment: str) -> tuple[Any, Any]:
+        """(latency histogram, in-flight gauge) children for ``deployment``."""
+        pair = self._per_deployment.get(deployment)
+        if pair is None:
+            pair = self._per_deployment[deployment] = (
+                self.latency.labels(deployment), self.in_flight.labels(deployment))
+        return pair
+
+
+def _bearer(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Gateway:
+    """ASGI app for ``/run/{deployment}/{rest...}``; see the module docstring.
+
+    ``authorize(token)`` gets the bearer token or ``None`` and says whether to serve the
+    request (no callable: every request is served). With ``registry=None`` the metrics go
+    to a private registry, reachable as ``gateway.registry``. ``rng`` seeds replica choice.
+    ``outstanding`` maps replica id to its in-flight requests (absent means 0).
+    """
+
+    def __init__(
+        self,
+        table: RouteTable,
+        *,
+        authorize: Callable[[str | None], bool] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        retries: int = 2,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 300.0,
+        registry: CollectorRegistry | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self.table = table
+        self.authorize = authorize
+        self.max_body_bytes = max_body_bytes
+        self.retries = retries
+        self.client = UpstreamClient(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = _Metrics(self.registry)
+        self.rng = rng if rng is not None else random.Random()
+        self._outstanding: dict[str, int] = {}
+        self.outstanding: Mapping[str, int] = MappingProxyType(self._outstanding)
+        self._ejected: dict[str, float] = {}   # replica id -> monotonic time it comes back
+
+    # -- public helpers ----------------------------------------------------------------
+    def ejected(self, now: float | None = None) -> list[str]:
+        """Replica ids currently out of rotation after a connection failure."""
+        now = time.monotonic() if now is None else now
+        return sorted(rid for rid, until in self._ejected.items() if until > now)
+
+    async def aclose(self) -> None:
+        """Close pooled replica connections (lifespan shutdown does this too)."""
+        await self.client.aclose()
+
+    # -- ASGI ----------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if not path.startswith("/run/"):
+            await _problem(send, 404, "Not found",
+                           f"no route for {path!r}; the gateway serves /run/DEPLOYMENT/PATH")
+            return
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        rest = raw_path[5:]
+        slash = rest.find(b"/")
+        if slash < 0:
+            deployment, target = path[5:], b"/"
+        else:
+            deployment = path[5:].partition("/")[0]
+            target = rest[slash:]
+        if any(b in target for b in _BAD_TARGET_BYTES):
+            await _problem(send, 400, "Bad request", "the request path has invalid characters")
+            return
+        query: bytes = scope.get("query_string") or b""
+        if query:
+            target = target + b"?" + query
+
+        # One pass over the headers: forward the plain ones, pick out the rest.
+        forwarded = bytearray()
+        authorization = content_length = xff = request_id = host = None
+        chunked = False
+        connection_tokens: bytes | None = None
+        for name, value in scope["headers"]:
+            if name in _REQUEST_SKIP:
+                if name == b"authorization":
+                    authorization = value
+                elif name == b"content-length":
+                    content_length = value
+                elif name == b"transfer-encoding":
+                    chunked = True
+                elif name == b"x-forwarded-for":
+                    xff = value
+                elif name == b"x-request-id":
+                    request_id = value
+                elif name == b"host":
+                    host = value
+                elif name == b"connection":
+                    connection_tokens = value
+                continue
+            forwarded += name + b": " + value + b"\r\n"
+        if connection_tokens is not None:
+            forwarded = _drop_connection_named(forwarded, connection_tokens)
+
+        if self.authorize is not None and not self.authorize(_bearer(authorization)):
+            await _problem(send, 401, "Unauthorized",
+                           "this gateway needs a token: send 'Authorization: Bearer TOKEN'",
+                           extra_headers=[(b"www-authenticate", b"Bearer")])
+            return
+
+        # The body: refuse early on a declared length over the limit, count streamed bytes.
+        limit = self.max_body_bytes
+        body = b""
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                await _problem(send, 400, "Bad request", "Content-Length is not a number")
+                return
+            if declared > limit:
+                await _too_large(send, limit)
+                return
+        if content_length is not None or chunked:
+            parts: list[bytes] | None = None
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        await _too_large(send, limit)
+                        return
+                    if not body:
+                        body = chunk
+                    else:
+                        if parts is None:
+                            parts = [body]
+                        parts.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            if parts is not None:
+                body = b"".join(parts)
+
+        route = self.table.route(deployment)
+        if route is None:
+            await _problem(send, 404, "Not found", f"deployment {deployment!r} does not exist",
+                           deployment=deployment)
+            # Not labelled by the name asked for: clients must not be able to mint series.
+            self.metrics.request(UNKNOWN_DEPLOYMENT, 404)
+            return
+        if not route.ids:
+            await _problem(send, 503, "Service unavailable",
+                           f"deployment {deployment!r} has no ready replica; retry shortly",
+                           extra_headers=[(b"retry-after", b"1")], deployment=deployment)
+            self.metrics.request(deployment, 503)
+            return
+
+        method: str = scope["method"]
+        client = scope.get("client")
+        client_host = client[0].encode("latin-1") if client else b"unknown"
+        xff = xff + b", " + client_host if xff else client_host
+        if request_id is None:
+            request_id = uuid.uuid4().hex.encode()
+        tail = [b"x-forwarded-for: ", xff, b"\r\nx-request-id: ", request_id, b"\r\n"]
+        if host is not None:
+            tail += [b"x-forwarded-host: ", host, b"\r\n"]
+        tail.append(b"x-forwarded-proto: " + scope.get("scheme", "http").encode() + b"\r\n")
+        if body or method not in _NO_BODY_METHODS:
+            tail.append(b"content-length: %d\r\n" % len(body))
+        tail.append(b"\r\n")
+        request_line = method.encode() + b" " + target + b" HTTP/1.1\r\n"
+        after_host = bytes(forwarded) + b"".join(tail)
+
+        await self._forward(deployment, route.ids, route.by_id, request_line, after_host,
+                            body, method == "HEAD", receive, send)
+
+    async def _forward(
+        self,
+        deployment: str,
+        ids: tuple[str, ...],
+        by_id: Mapping[str, Upstream],
+        request_line: bytes,
+        after_host: bytes,
+        body: bytes,
+        head_only: bool,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        metrics = self.metrics
+        latency, in_flight = metrics.deployment(deployment)
+        outstanding = self._outstanding
+        ejected = self._ejected
+        tried: set[str] | None = None
+        attempt = 0
+        last_error: UpstreamError | None = None
+        in_flight.inc()
+        try:
+            while True:
+                exclude: set[str] | frozenset[str] = tried or frozenset()
+                if ejected:
+                    now = time.monotonic()
+                    out = {r for r, until in ejected.items() if until > now}
+                    if len(out) != len(ejected):
+                        for back in [r for r in ejected if r not in out]:
+                            del ejected[back]
+                    chosen = choose(ids, outstanding, self.rng, exclude | out if out else exclude)
+                    if chosen is None and out:
+                        # Everything left is ejected: better to try one than to fail.
+                        chosen = choose(ids, outstanding, self.rng, exclude)
+                else:
+                    chosen = choose(ids, outstanding, self.rng, exclude)
+                if chosen is None:
+                    break
+                rid = chosen
+                upstream = by_id[rid]
+                outstanding[rid] = outstanding.get(rid, 0) + 1
+                try:
+                    started = time.perf_counter()
+                    try:
+                        resp = await self.client.request(
+                            upstream.host, upstream.port,
+                            request_line + upstream.host_line + after_host, body,
+                            head_only=head_only)
+                    except UpstreamError as exc:
+                        last_error = exc
+                        if not exc.before_response or attempt >= self.retries:
+                            break
+                        attempt += 1
+                        metrics.retries.labels(deployment).inc()
+                        if exc.reused:
+                            # The replica may only have closed an idle connection; let
+                            # it be picked again, on a fresh connection.
+                            self.client.drop_idle(upstream.host, upstream.port)
+                        else:
+                            if tried is None:
+                                tried = set()
+                            tried.add(rid)
+                            if rid not in ejected:      # count each ejection once
+                                metrics.ejections.labels(deployment).inc()
+                            ejected[rid] = time.monotonic() + EJECT_SECONDS
+                        continue
+                    latency.observe(time.perf_counter() - started)
+                    await self._relay(deployment, upstream, resp, receive, send)
+                    return
+                finally:
+                    n = outstanding[rid] - 1
+                    if n:
+                        outstanding[rid] = n
+                    else:
+                        del outstanding[rid]
+        finally:
+            in_flight.dec()
+
+        if isinstance(last_error, UpstreamTimeout):
+            await _problem(send, 504, "Gateway timeout",
+                           f"a replica of deployment {deployment!r} did not answer in time: "
+                           f"{last_error}", deployment=deployment)
+            metrics.request(deployment, 504)
+            return
+        reason = f": {last_error}" if last_error else ""
+        await _problem(send, 502, "Bad gateway",
+                       f"no replica of deployment {deployment!r} could take the request"
+                       f"{reason}", deployment=deployment)
+        metrics.request(deployment, 502)
+
+    async def _relay(self, deployment: str, upstream: Upstream, resp: Any, receive: Receive,
+                     send: Send) -> None:
+        """Send the replica's response to the client: at once if complete, else streamed."""
+        headers = resp.headers
+        headers.append((b"x-leptonic-replica", upstream.replica_header))
+        status = resp.status
+        try:
+            if resp.complete:
+                body = resp.take_body()
+                resp.release()
+                self.metrics.request(deployment, status)
+                await send({"type": "http.response.start", "status": status,
+                            "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            self.metrics.request(deployment, status)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            # Streaming: stop reading the replica as soon as the client goes away.
+            task = asyncio.current_task()
+            watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
+            try:
+                while True:
+                    chunk = await resp.next_chunk()
+                    if chunk is None:
+                        break
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+            except UpstreamError as exc:
+                # Too late for a problem document: failing the ASGI call makes the
+                # server cut the client connection, so the truncation is visible.
+                raise UpstreamError(
+                    f"replica {upstream.replica_id} of deployment {deployment!r} failed "
+                    f"mid-response: {exc}", before_response=False) from exc
+            except asyncio.CancelledError:
+                if task is not None and watcher.done() and not watcher.cancelled():
+                    task.uncancel()     # the client left; nothing more to do
+                    return
+                raise
+            finally:
+                watcher.cancel()
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            resp.release()
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if task is not None:
+                task.cancel()
+            return
+
+
+def _drop_connection_named(forwarded: bytearray, tokens: bytes) -> bytearray:
+    """Also drop the headers a client's ``Connection`` header names (RFC 9110 7.6.1)."""
+    names = {t.strip().lower() for t in tokens.split(b",")} - _CONNECTION_STANDARD
+    if not names:
+        return forwarded
+    kept = bytearray()
+    for line in bytes(forwarded).split(b"\r\n"):
+        if line and line.partition(b":")[0].lower() not in names:
+            kept += line + b"\r\n"
+    return kept
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await _problem(send, 413, "Payload too large",
+                   f"the request body is over the gateway's limit of {limit} bytes",
+                   extra_headers=[(b"connection", b"close")])
+
+
+async def _problem(send: Send, status: int, title: str, detail: str, *,
+                   extra_headers: list[tuple[bytes, bytes]] | None = None,
+                   **extra: Any) -> None:
+    body = json.dumps(problem(status, title, detail, **extra)).encode()
+    headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+               (b"content-length", str(len(body)).encode())]
+    if extra_headers:
+        headers += extra_headers
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
