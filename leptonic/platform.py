@@ -22,10 +22,11 @@ from prometheus_client import CollectorRegistry
 from leptonic.config import Settings
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.loop import Controller, Routes
-from leptonic.controller.probes import HttpProber
+from leptonic.controller.probes import HttpProber, Prober
 from leptonic.core.models import Node
 from leptonic.gateway.proxy import Gateway
 from leptonic.gateway.routes import RouteTable, Upstream
+from leptonic.runtime.base import Backend
 from leptonic.runtime.local import LocalBackend
 
 log = logging.getLogger("leptonic")
@@ -34,7 +35,8 @@ log = logging.getLogger("leptonic")
 class Platform:
     """Owns the store, artifact store, token verifier, runtime, controller and gateway."""
 
-    def __init__(self, settings: Settings, *, tick_s: float = 0.25) -> None:
+    def __init__(self, settings: Settings, *, tick_s: float = 0.25,
+                 backend: Backend | None = None, prober: Prober | None = None) -> None:
         from leptonic.auth.tokens import TokenVerifier
         from leptonic.store.artifacts import ArtifactStore
         from leptonic.store.store import Store
@@ -49,8 +51,8 @@ class Platform:
         self.routes = RouteTable()
         self.gateway = Gateway(self.routes, authorize=self.verifier.verify,
                                max_body_bytes=settings.max_body_bytes, registry=self.registry)
-        self.backend = LocalBackend(self.layout, host="127.0.0.1")
-        self.prober = HttpProber()
+        self.backend: Backend = backend or LocalBackend(self.layout, host="127.0.0.1")
+        self.prober: Prober = prober or HttpProber()
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
                                      prober=self.prober, artifacts=self.artifacts)
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,

@@ -61,3 +61,18 @@ class FakeBackend:
 
     async def close(self) -> None:
         return None
+
+
+@dataclass
+class FakeProber:
+    """Answers readiness for fake replicas: every url is ready unless listed in ``down``."""
+
+    down: set[str] = field(default_factory=set)
+    calls: int = 0
+
+    async def ready(self, url: str) -> bool:
+        self.calls += 1
+        return url not in self.down
+
+    async def aclose(self) -> None:
+        return None

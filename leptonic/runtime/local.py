@@ -16,13 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections import deque
 from pathlib import Path
 
 import psutil
 
 from leptonic.config import DataDir
 from leptonic.errors import BackendError
+from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
 
 log = logging.getLogger(__name__)
@@ -34,19 +34,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def tail_file(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of a file, reading only its end."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return list(deque(data.splitlines(), maxlen=lines))
 
 
 class _Proc:

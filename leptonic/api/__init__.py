@@ -1,0 +1,1 @@
+"""The control-plane REST API under ``/api/v1`` (FastAPI)."""

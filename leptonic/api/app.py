@@ -1,0 +1,48 @@
+"""The control-plane FastAPI app: routers under ``/api/v1``, all behind the token check,
+bodies bounded, every error rendered as problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from leptonic import __version__
+from leptonic.api import problems
+from leptonic.api.deps import require_token
+from leptonic.api.limits import BodyLimit
+from leptonic.api.routes import cluster, deployments, photons, status
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(platform: Any) -> Any:
+    app = FastAPI(title="leptonic", version=__version__,
+                  description="The leptonic control plane. Every /api/v1 call needs "
+                              "'Authorization: Bearer TOKEN'.")
+    app.state.platform = platform
+    problems.install(app)
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
+    for module in (status, photons, deployments, cluster):
+        v1.include_router(module.router)
+    app.include_router(v1)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(platform.registry), media_type=CONTENT_TYPE_LATEST)
+
+    settings = platform.settings
+    upload = f"{API_PREFIX}/photons"
+
+    def limit_for(scope: dict[str, Any]) -> int:
+        if scope.get("path") == upload and scope.get("method") == "POST":
+            return int(settings.max_bundle_bytes)
+        return int(settings.max_body_bytes)
+
+    return BodyLimit(app, limit_for)

@@ -1,0 +1,171 @@
+"""Deployments: the user's spec in, the controller's status out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from leptonic.api.deps import get_platform
+from leptonic.core.models import (
+    ENV_NAME_RE,
+    MAX_REPLICAS,
+    Deployment,
+    DeploymentSpec,
+    Event,
+    PhotonRef,
+    Replica,
+    check_name,
+)
+from leptonic.errors import InvalidInput, NotFound
+from leptonic.observe.logs import follow, tail_file
+
+router = APIRouter(tags=["deployments"])
+
+
+class DeploymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    photon: str = Field(description="NAME, NAME@N, NAME@vN or builtin:NAME")
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class DeploymentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    photon: str | None = None
+    replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
+    env: dict[str, str] | None = None
+
+
+def _check_env(env: dict[str, str]) -> dict[str, str]:
+    for key in env:
+        if not ENV_NAME_RE.match(key) or key.startswith("LEPTONIC_"):
+            raise InvalidInput(f"invalid environment variable name {key!r}: use letters, "
+                               "digits and '_', not starting with a digit or LEPTONIC_")
+    return env
+
+
+def resolve_photon(platform: Any, text: str) -> tuple[str, int]:
+    """A photon reference -> (stored name or builtin:NAME, resolved version)."""
+    ref = PhotonRef.parse(text)
+    if ref.builtin:
+        from leptonic.photon.builtin import BUILTINS
+        if ref.name not in BUILTINS:
+            raise NotFound(f"there is no built-in photon {ref.name!r}; built-ins are: "
+                           + ", ".join(sorted(BUILTINS)))
+        return f"builtin:{ref.name}", 0
+    pv = platform.store.get_photon(ref.name, ref.version)
+    return pv.name, pv.version
+
+
+@router.post("/deployments", status_code=201, response_model=Deployment)
+def create_deployment(body: DeploymentCreate,
+                      platform: Any = Depends(get_platform)) -> Deployment:
+    check_name(body.name, "deployment name")
+    photon, version = resolve_photon(platform, body.photon)
+    spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
+                          env=_check_env(body.env))
+    d: Deployment = platform.store.create_deployment(body.name, spec)
+    platform.store.add_event(f"deployment/{d.name}", "Created",
+                             f"photon {photon}@{version}, {spec.replicas} replica(s)")
+    platform.wake()
+    return d
+
+
+@router.get("/deployments", response_model=list[Deployment])
+def list_deployments(platform: Any = Depends(get_platform)) -> list[Deployment]:
+    return list(platform.store.list_deployments())
+
+
+@router.get("/deployments/{name}", response_model=Deployment)
+def get_deployment(name: str, platform: Any = Depends(get_platform)) -> Deployment:
+    d: Deployment = platform.store.get_deployment(name)
+    return d
+
+
+@router.patch("/deployments/{name}", response_model=Deployment)
+def update_deployment(name: str, body: DeploymentPatch,
+                      platform: Any = Depends(get_platform)) -> Deployment:
+    current: Deployment = platform.store.get_deployment(name)
+    changes: dict[str, Any] = {}
+    if body.photon is not None:
+        changes["photon"], changes["photon_version"] = resolve_photon(platform, body.photon)
+    if body.replicas is not None:
+        changes["replicas"] = body.replicas
+    if body.env is not None:
+        changes["env"] = _check_env(body.env)
+    spec = current.spec.model_copy(update=changes)
+    d: Deployment = platform.store.update_deployment_spec(name, spec)
+    if d.generation != current.generation:
+        what = ", ".join(f"{k}={v}" for k, v in changes.items() if k != "env")
+        if "env" in changes:
+            what = f"{what}, env" if what else "env"
+        platform.store.add_event(f"deployment/{name}", "Updated",
+                                 f"generation {d.generation}: {what}")
+        platform.wake()
+    return d
+
+
+@router.delete("/deployments/{name}", status_code=202, response_model=Deployment)
+def delete_deployment(name: str, platform: Any = Depends(get_platform)) -> Deployment:
+    d: Deployment = platform.store.mark_deleting(name)
+    platform.store.add_event(f"deployment/{name}", "Deleting", "delete requested")
+    platform.wake()
+    return d
+
+
+@router.get("/deployments/{name}/replicas", response_model=list[Replica])
+def deployment_replicas(name: str, platform: Any = Depends(get_platform)) -> list[Replica]:
+    platform.store.get_deployment(name)
+    return list(platform.store.list_replicas(name))
+
+
+@router.get("/deployments/{name}/events", response_model=list[Event])
+def deployment_events(name: str, limit: int = Query(100, ge=1, le=1000),
+                      platform: Any = Depends(get_platform)) -> list[Event]:
+    platform.store.get_deployment(name)
+    return list(platform.store.list_events(f"deployment/{name}", limit))
+
+
+def _log_sources(platform: Any, name: str, replica: str | None) -> dict[str, str]:
+    reps = platform.store.list_replicas(name)
+    if replica is not None:
+        reps = [r for r in reps if r.id == replica]
+    return {r.id: r.log_path for r in reps if r.log_path}
+
+
+@router.get("/deployments/{name}/logs", response_model=None)
+def deployment_logs(name: str, tail: int = Query(200, ge=0, le=10_000),
+                    replica: str | None = None, follow_: bool = Query(False, alias="follow"),
+                    platform: Any = Depends(get_platform)
+                    ) -> PlainTextResponse | StreamingResponse:
+    """The last ``tail`` lines of each replica's log, prefixed ``[replica-id] ``; with
+    ``follow=true`` the response keeps streaming new lines."""
+    platform.store.get_deployment(name)
+    sources = _log_sources(platform, name, replica)
+    if replica is not None and not sources:
+        raise NotFound(f"deployment {name!r} has no replica {replica!r}")
+    lines = [f"[{rid}] {line}" for rid, path in sources.items()
+             for line in tail_file(path, tail)] if tail else []
+    if not follow_:
+        return PlainTextResponse("".join(f"{line}\n" for line in lines))
+
+    async def stream() -> AsyncIterator[str]:
+        for line in lines:
+            yield f"{line}\n"
+
+        async def current() -> dict[str, str]:
+            return await asyncio.to_thread(_log_sources, platform, name, replica)
+
+        async for rid, line in follow(current):
+            yield f"[{rid}] {line}\n"
+
+    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8",
+                             headers={"cache-control": "no-cache"})

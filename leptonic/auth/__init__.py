@@ -1,0 +1,1 @@
+"""Who may call the platform: API tokens (users and roles come later)."""

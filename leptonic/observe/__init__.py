@@ -1,0 +1,1 @@
+"""Seeing the platform: replica logs (metrics, series and alerts come later)."""

@@ -1,0 +1,133 @@
+"""Content-addressed photon bundles: ``DATA_DIR/artifacts/<sha256>/``.
+
+An upload is unpacked into a private staging folder (never where it will live), checked
+member by member (no absolute paths, no ``..``, no links or devices, bounded size and
+count), hashed canonically (sorted relative paths and file bytes, so the same code gives
+the same digest whatever tar tool packed it), and only then moved into place with one
+atomic rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from leptonic.errors import InvalidInput, PayloadTooLarge
+
+MAX_MEMBERS = 10_000
+_CHUNK = 1 << 20
+
+
+def canonical_digest(root: Path) -> str:
+    """sha256 over every regular file's relative path and bytes, in sorted order."""
+    h = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for path in files:
+        rel = path.relative_to(root).as_posix().encode()
+        h.update(len(rel).to_bytes(4, "big") + rel)
+        h.update(path.stat().st_size.to_bytes(8, "big"))
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    p = PurePosixPath(name)
+    if p.is_absolute() or name.startswith(("/", "\\")) or ".." in p.parts or "\\" in name:
+        raise InvalidInput(f"bundle member {name!r} escapes the bundle; use paths relative "
+                           "to the bundle's root")
+    return p
+
+
+def extract_bundle(archive: BinaryIO, dest: Path, max_bytes: int) -> None:
+    """Unpack a .tar.gz (or .tar) into ``dest``, refusing anything unsafe."""
+    try:
+        tar = tarfile.open(fileobj=archive, mode="r:*")  # noqa: SIM115 - closed below
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InvalidInput(f"the bundle is not a readable .tar.gz archive: {exc}") from exc
+    total = 0
+    with tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InvalidInput(f"the bundle archive is corrupt: {exc}") from exc
+        if len(members) > MAX_MEMBERS:
+            raise InvalidInput(f"the bundle has {len(members)} entries; the limit is "
+                               f"{MAX_MEMBERS}")
+        for m in members:
+            rel = _safe_name(m.name)
+            if str(rel) in ("", "."):
+                continue
+            if m.issym() or m.islnk():
+                raise InvalidInput(f"bundle member {m.name!r} is a link; bundles may hold "
+                                   "only regular files and folders")
+            if not (m.isfile() or m.isdir()):
+                raise InvalidInput(f"bundle member {m.name!r} is not a regular file or "
+                                   "folder")
+            target = dest.joinpath(*rel.parts)
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            total += m.size
+            if total > max_bytes:
+                raise PayloadTooLarge(f"the unpacked bundle is larger than {max_bytes} "
+                                      "bytes; leave data and weights out of the bundle")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            if src is None:
+                continue
+            with src, target.open("wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+            os.chmod(target, 0o644)
+
+
+class ArtifactStore:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path(self, digest: str) -> Path:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise InvalidInput(f"invalid artifact digest {digest!r}")
+        return self.root / digest
+
+    def stage(self, archive: BinaryIO, max_bytes: int) -> Path:
+        """Unpack an upload into a fresh staging folder; the caller commits or discards."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            extract_bundle(archive, staging, max_bytes)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
+
+    def commit(self, staging: Path) -> str:
+        """Move a staged bundle to its content address; returns the digest."""
+        digest = canonical_digest(staging)
+        final = self.path(digest)
+        if final.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            try:
+                os.rename(staging, final)
+            except OSError:          # someone else committed the same bundle meanwhile
+                shutil.rmtree(staging, ignore_errors=True)
+        return digest
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def remove(self, digest: str) -> None:
+        shutil.rmtree(self.path(digest), ignore_errors=True)
+
+    def sweep_staging(self) -> None:
+        """Remove staging folders left by a crash mid-upload."""
+        if self.root.exists():
+            for p in self.root.glob(".staging-*"):
+                shutil.rmtree(p, ignore_errors=True)

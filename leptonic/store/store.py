@@ -1,0 +1,326 @@
+"""The repository: every read and write of platform state goes through ``Store``.
+
+Calls are synchronous (SQLAlchemy Core) and short; async callers run them in a thread.
+Each method is one transaction, so a crash never leaves half a change behind. Missing
+rows raise ``NotFound`` naming the object; name clashes raise ``Conflict``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from leptonic.core.models import (
+    Deployment,
+    DeploymentSpec,
+    DeploymentStatus,
+    Event,
+    HandlerInfo,
+    Node,
+    PhotonVersion,
+    Replica,
+)
+from leptonic.errors import Conflict, NotFound
+from leptonic.store import tables as t
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")     # readers never block the writer
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """Platform state on SQLite (default) or PostgreSQL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- photons ------------------------------------------------------------------------
+    @staticmethod
+    def _photon(row: Any) -> PhotonVersion:
+        manifest = row.manifest or {}
+        return PhotonVersion(
+            name=row.name, version=row.version, entry=row.entry, digest=row.digest,
+            class_name=row.class_name,
+            handlers=[HandlerInfo.model_validate(h) for h in manifest.get("handlers", [])],
+            requirements=list(manifest.get("requirements", [])), created_at=row.created_at)
+
+    def add_photon_version(self, name: str, entry: str, digest: str, class_name: str,
+                           handlers: list[HandlerInfo], requirements: list[str],
+                           now: float | None = None) -> PhotonVersion:
+        """Store the next version of ``name`` (1 for a new photon)."""
+        manifest = {"handlers": [h.model_dump() for h in handlers],
+                    "requirements": list(requirements)}
+        for _ in range(5):     # two uploads racing for the same number: the loser retries
+            try:
+                with self._tx() as conn:
+                    latest = conn.execute(select(func.max(t.photons.c.version))
+                                          .where(t.photons.c.name == name)).scalar()
+                    version = (latest or 0) + 1
+                    conn.execute(insert(t.photons).values(
+                        name=name, version=version, entry=entry, digest=digest,
+                        class_name=class_name, manifest=manifest,
+                        created_at=now if now is not None else time.time()))
+                return self.get_photon(name, version)
+            except IntegrityError:
+                continue
+        raise Conflict(f"photon {name!r} is being created concurrently; try again")
+
+    def get_photon(self, name: str, version: int | None = None) -> PhotonVersion:
+        """Version ``version`` of ``name``, or its latest version when ``version`` is
+        None or 0."""
+        q = select(t.photons).where(t.photons.c.name == name)
+        if version:
+            q = q.where(t.photons.c.version == version)
+        q = q.order_by(t.photons.c.version.desc()).limit(1)
+        with self._tx() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            if version:
+                raise NotFound(f"photon {name!r} has no version {version}; "
+                               f"`leptonic photon get {name}` lists its versions")
+            raise NotFound(f"photon {name!r} does not exist; create it with "
+                           "`leptonic photon create`")
+        return self._photon(row)
+
+    def list_photons(self) -> list[PhotonVersion]:
+        """The latest version of every photon, by name."""
+        latest = (select(t.photons.c.name, func.max(t.photons.c.version).label("v"))
+                  .group_by(t.photons.c.name).subquery())
+        q = (select(t.photons).join(latest, (t.photons.c.name == latest.c.name)
+                                    & (t.photons.c.version == latest.c.v))
+             .order_by(t.photons.c.name))
+        with self._tx() as conn:
+            return [self._photon(r) for r in conn.execute(q)]
+
+    def list_photon_versions(self, name: str) -> list[PhotonVersion]:
+        with self._tx() as conn:
+            rows = conn.execute(select(t.photons).where(t.photons.c.name == name)
+                                .order_by(t.photons.c.version)).all()
+        if not rows:
+            raise NotFound(f"photon {name!r} does not exist; create it with "
+                           "`leptonic photon create`")
+        return [self._photon(r) for r in rows]
+
+    def delete_photon(self, name: str) -> list[str]:
+        """Delete every version of ``name``; returns their digests. Refuses (409) while a
+        deployment uses it."""
+        with self._tx() as conn:
+            digests = list(conn.execute(select(t.photons.c.digest)
+                                        .where(t.photons.c.name == name)).scalars())
+            if not digests:
+                raise NotFound(f"photon {name!r} does not exist")
+            users = [r.name for r in conn.execute(select(t.deployments.c.name,
+                                                         t.deployments.c.spec))
+                     if (r.spec or {}).get("photon") == name]
+            if users:
+                raise Conflict(f"photon {name!r} is used by deployment(s) "
+                               f"{', '.join(sorted(users))}; delete them first")
+            conn.execute(delete(t.photons).where(t.photons.c.name == name))
+        return digests
+
+    def digest_in_use(self, digest: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute(select(func.count()).select_from(t.photons)
+                                .where(t.photons.c.digest == digest)).scalar_one() > 0
+
+    # -- deployments ----------------------------------------------------------------------
+    @staticmethod
+    def _deployment(row: Any) -> Deployment:
+        return Deployment(name=row.name, spec=DeploymentSpec.model_validate(row.spec),
+                          status=DeploymentStatus.model_validate(row.status),
+                          generation=row.generation, deleting=bool(row.deleting),
+                          created_at=row.created_at, updated_at=row.updated_at)
+
+    def create_deployment(self, name: str, spec: DeploymentSpec,
+                          now: float | None = None) -> Deployment:
+        now = time.time() if now is None else now
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(t.deployments).values(
+                    name=name, spec=spec.model_dump(mode="json"),
+                    status=DeploymentStatus(updated_at=now).model_dump(mode="json"),
+                    generation=1, deleting=False, created_at=now, updated_at=now))
+        except IntegrityError as exc:
+            raise Conflict(f"deployment {name!r} already exists; update it with "
+                           f"`leptonic deployment update {name}` or delete it first") from exc
+        return self.get_deployment(name)
+
+    def get_deployment(self, name: str) -> Deployment:
+        with self._tx() as conn:
+            row = conn.execute(select(t.deployments)
+                               .where(t.deployments.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"deployment {name!r} does not exist; "
+                           "`leptonic deployment list` shows the deployments")
+        return self._deployment(row)
+
+    def list_deployments(self) -> list[Deployment]:
+        with self._tx() as conn:
+            rows = conn.execute(select(t.deployments).order_by(t.deployments.c.name)).all()
+        return [self._deployment(r) for r in rows]
+
+    def update_deployment_spec(self, name: str, spec: DeploymentSpec,
+                               now: float | None = None) -> Deployment:
+        """Replace the spec; the generation goes up only when the spec really changed."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            row = conn.execute(select(t.deployments).where(t.deployments.c.name == name)
+                               .with_for_update()).first()
+            if row is None:
+                raise NotFound(f"deployment {name!r} does not exist")
+            if row.deleting:
+                raise Conflict(f"deployment {name!r} is being deleted")
+            new = spec.model_dump(mode="json")
+            if new != row.spec:
+                conn.execute(update(t.deployments).where(t.deployments.c.name == name)
+                             .values(spec=new, generation=row.generation + 1, updated_at=now))
+        return self.get_deployment(name)
+
+    def mark_deleting(self, name: str, now: float | None = None) -> Deployment:
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            res = conn.execute(update(t.deployments).where(t.deployments.c.name == name)
+                               .values(deleting=True, updated_at=now))
+            if res.rowcount == 0:
+                raise NotFound(f"deployment {name!r} does not exist")
+        return self.get_deployment(name)
+
+    def set_deployment_status(self, name: str, status: DeploymentStatus) -> None:
+        """Controllers only. A deployment deleted meanwhile is silently skipped."""
+        with self._tx() as conn:
+            conn.execute(update(t.deployments).where(t.deployments.c.name == name)
+                         .values(status=status.model_dump(mode="json")))
+
+    def remove_deployment(self, name: str) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(t.replicas).where(t.replicas.c.deployment == name))
+            conn.execute(delete(t.deployments).where(t.deployments.c.name == name))
+
+    # -- replicas -------------------------------------------------------------------------
+    def list_replicas(self, deployment: str | None = None) -> list[Replica]:
+        q = select(t.replicas.c.data)
+        if deployment is not None:
+            q = q.where(t.replicas.c.deployment == deployment)
+        with self._tx() as conn:
+            rows = conn.execute(q).scalars().all()
+        out = [Replica.model_validate(d) for d in rows]
+        out.sort(key=lambda r: (r.deployment, r.created_at, r.id))
+        return out
+
+    def upsert_replica(self, replica: Replica) -> None:
+        data = replica.model_dump(mode="json")
+        with self._tx() as conn:
+            res = conn.execute(update(t.replicas).where(t.replicas.c.id == replica.id)
+                               .values(state=replica.state.value, data=data,
+                                       deployment=replica.deployment))
+            if res.rowcount == 0:
+                conn.execute(insert(t.replicas).values(
+                    id=replica.id, deployment=replica.deployment,
+                    state=replica.state.value, data=data))
+
+    def delete_replica(self, replica_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(t.replicas).where(t.replicas.c.id == replica_id))
+
+    # -- events ---------------------------------------------------------------------------
+    def add_event(self, object: str, reason: str, message: str, *, kind: str = "Normal",
+                  time: float | None = None) -> None:
+        import time as _time
+        with self._tx() as conn:
+            conn.execute(insert(t.events).values(
+                object=object, reason=reason, message=message[:4000], kind=kind,
+                time=_time.time() if time is None else time))
+
+    def list_events(self, object: str | None = None, limit: int = 100) -> list[Event]:
+        """Newest first."""
+        q = select(t.events)
+        if object is not None:
+            q = q.where(t.events.c.object == object)
+        q = q.order_by(t.events.c.id.desc()).limit(limit)
+        with self._tx() as conn:
+            rows = conn.execute(q).all()
+        return [Event(id=r.id, time=r.time, object=r.object, kind=r.kind, reason=r.reason,
+                      message=r.message) for r in rows]
+
+    # -- nodes ----------------------------------------------------------------------------
+    def upsert_node(self, node: Node) -> None:
+        data = node.model_dump(mode="json")
+        with self._tx() as conn:
+            res = conn.execute(update(t.nodes).where(t.nodes.c.name == node.name)
+                               .values(data=data))
+            if res.rowcount == 0:
+                conn.execute(insert(t.nodes).values(name=node.name, data=data))
+
+    def list_nodes(self) -> list[Node]:
+        with self._tx() as conn:
+            rows = conn.execute(select(t.nodes.c.data).order_by(t.nodes.c.name)).scalars()
+            return [Node.model_validate(d) for d in rows]
+
+    # -- tokens ---------------------------------------------------------------------------
+    def add_token(self, name: str, token_hash: str, role: str,
+                  expires_at: float | None = None) -> int:
+        with self._tx() as conn:
+            res = conn.execute(insert(t.tokens).values(
+                name=name, hash=token_hash, role=role, created_at=time.time(),
+                expires_at=expires_at, revoked=False))
+            return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.hash == token_hash)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def count_tokens(self) -> int:
+        with self._tx() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.tokens)).scalar_one())
+
+    def touch_token(self, token_id: int, now: float) -> None:
+        with self._tx() as conn:
+            conn.execute(update(t.tokens).where(t.tokens.c.id == token_id)
+                         .values(last_used_at=now))
