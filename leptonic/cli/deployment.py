@@ -1,0 +1,234 @@
+"""``leptonic deployment ...``: create, inspect, scale, update and delete deployments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import click
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
+from leptonic.cli._output import age, clock, console, fields, show, table
+from leptonic.cli.replica import replicas_table
+from leptonic.client import Client
+from leptonic.core.models import Deployment, Event
+
+app = typer.Typer(help="Deployments: a photon version running as replicas behind the gateway.",
+                  no_args_is_help=True)
+
+
+def parse_env(values: list[str] | None) -> dict[str, str] | None:
+    """``["K=V", ...]`` -> ``{"K": "V"}``; a bad item is a usage error (exit 2)."""
+    if not values:
+        return None
+    env: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--env'")
+        env[key] = value
+    return env
+
+
+EnvOpt = Annotated[list[str] | None, typer.Option(
+    "--env", "-e", help="Environment variable KEY=VALUE for the replicas (repeatable).",
+    show_default=False)]
+PhotonOpt = Annotated[str, typer.Option(
+    "--photon", "-p", help="NAME (latest), NAME@N / NAME@vN, or builtin:NAME.")]
+
+
+def _photon(d: Deployment) -> str:
+    spec = d.spec
+    if spec.photon.startswith("builtin:") or not spec.photon_version:
+        return spec.photon
+    return f"{spec.photon}@{spec.photon_version}"
+
+
+def deployments_table(deployments: list[Deployment]) -> object:
+    return table(["NAME", "PHOTON", "READY", "PHASE", "GENERATION", "AGE", "MESSAGE"],
+                 [(d.name, _photon(d), f"{d.status.ready_replicas}/{d.spec.replicas}",
+                   d.status.phase, d.generation, age(d.created_at), d.status.message)
+                  for d in deployments])
+
+
+def deployment_fields(d: Deployment) -> object:
+    st = d.status
+    env = ", ".join(f"{k}={v}" for k, v in sorted(d.spec.env.items())) or "-"
+    return fields([
+        ("name", d.name), ("photon", _photon(d)), ("phase", st.phase),
+        ("replicas", f"{st.ready_replicas}/{d.spec.replicas} ready ({st.replicas} running)"),
+        ("restarts", st.restarts), ("generation", f"{d.generation} "
+                                                  f"(observed {st.observed_generation})"),
+        ("env", env), ("message", st.message or "-"), ("last error", st.last_error or "-"),
+        ("created", clock(d.created_at)), ("updated", clock(d.updated_at)),
+    ])
+
+
+def _wait(client: Client, opts: Opts, name: str, timeout: float) -> Deployment:
+    """Wait for ``name`` to be ready, drawing ready/desired replicas on stderr for people."""
+    if opts.json:
+        return client.wait_ready(name, timeout)
+    err = console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("replicas ready  {task.fields[phase]}"), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(f"deploying {name}", total=None, phase="")
+
+        def on_progress(d: Deployment) -> None:
+            progress.update(task, total=max(d.spec.replicas, 1),
+                            completed=d.status.ready_replicas, phase=d.status.phase)
+
+        return client.wait_ready(name, timeout, on_progress)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", "-n", help="Deployment name (a slug).")],
+    photon: PhotonOpt,
+    replicas: Annotated[int, typer.Option(min=0, help="Replicas to run.")] = 1,
+    env: EnvOpt = None,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Return once created instead of waiting until ready.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300.0,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Deploy a photon and (unless --no-wait) wait until all its replicas are ready."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        dep = client.create_deployment(name, photon, replicas, parse_env(env) or {})
+        if not no_wait:
+            dep = _wait(client, opts, name, timeout)
+    show(opts, dep, lambda d: deployments_table([d]))
+
+
+@app.command("list")
+def list_(ctx: typer.Context, output: OutputOpt = None, url: UrlOpt = None,
+          token: TokenOpt = None) -> None:
+    """All deployments with their ready/desired replicas and phase."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        found = client.list_deployments()
+    show(opts, found, deployments_table)
+
+
+@app.command("get")
+def get(ctx: typer.Context, name: str, output: OutputOpt = None, url: UrlOpt = None,
+        token: TokenOpt = None) -> None:
+    """One deployment: spec, status and its last error."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        dep = client.get_deployment(name)
+    show(opts, dep, deployment_fields)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str, output: OutputOpt = None, url: UrlOpt = None,
+           token: TokenOpt = None) -> None:
+    """Stop a deployment's replicas and remove it."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        dep = client.delete_deployment(name)
+    show(opts, dep, lambda d: f"deleting deployment {d.name}")
+
+
+@app.command("scale")
+def scale(
+    ctx: typer.Context, name: str,
+    replicas: Annotated[int, typer.Option(min=0, help="Desired replicas.")],
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Change the number of replicas."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        dep = client.update_deployment(name, replicas=replicas)
+    show(opts, dep, lambda d: deployments_table([d]))
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context, name: str,
+    photon: Annotated[str | None, typer.Option(
+        "--photon", "-p", help="New photon version: NAME, NAME@N or builtin:NAME.",
+        show_default=False)] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", help="Replace the environment with these KEY=VALUE (repeatable).",
+        show_default=False)] = None,
+    replicas: Annotated[int | None, typer.Option(min=0, help="Desired replicas.",
+                                                 show_default=False)] = None,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Change a deployment's photon, environment or replicas (a rollout follows)."""
+    opts = options(ctx, output, url, token)
+    changes = {"photon": photon, "env": parse_env(env), "replicas": replicas}
+    if all(v is None for v in changes.values()):
+        raise click.UsageError("nothing to update: give --photon, --env or --replicas", ctx)
+    with connect(opts) as client:
+        dep = client.update_deployment(name, **changes)
+    show(opts, dep, lambda d: deployments_table([d]))
+
+
+@app.command("replicas")
+def replicas(ctx: typer.Context, name: str, output: OutputOpt = None, url: UrlOpt = None,
+             token: TokenOpt = None) -> None:
+    """The replicas of a deployment."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        found = client.replicas(name)
+    show(opts, found, replicas_table)
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context, name: str,
+    limit: Annotated[int, typer.Option(min=1, help="Most recent events to show.")] = 100,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """What happened to a deployment and its replicas."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        found = client.events(name, limit)
+
+    def render(evs: list[Event]) -> object:
+        return table(["TIME", "KIND", "REASON", "OBJECT", "MESSAGE"],
+                     [(clock(e.time), e.kind, e.reason, e.object, e.message) for e in evs])
+
+    show(opts, found, render)
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context, name: str,
+    tail: Annotated[int, typer.Option(min=0, help="Last lines to show.")] = 200,
+    replica: Annotated[str | None, typer.Option(
+        "--replica", "-r", help="Only this replica's lines.", show_default=False)] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """The replicas' log lines, each prefixed with its replica id."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        if not follow:
+            text = client.logs(name, tail, replica)
+            if opts.json:
+                show(opts, {"deployment": name, "lines": text.splitlines()}, str)
+            else:
+                click.echo(text, nl=not text.endswith("\n") and bool(text))
+            return
+        try:
+            for line in client.follow_logs(name, tail, replica):
+                if opts.json:
+                    click.echo(json_line(name, line))
+                else:
+                    click.echo(line)
+        except KeyboardInterrupt:
+            return
+
+
+def json_line(deployment: str, line: str) -> str:
+    """One followed log line as a JSON object per line (for ``--follow --output json``)."""
+    import json
+
+    return json.dumps({"deployment": deployment, "line": line})

@@ -1,0 +1,44 @@
+"""The ``leptonic`` command: ``up``, ``status`` and the photon/deployment/replica groups."""
+
+from __future__ import annotations
+
+import typer
+
+from leptonic.cli import deployment, photon, replica
+from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
+from leptonic.cli._output import ErrorHandlingGroup, fields, show
+from leptonic.cli.up import up
+
+app = typer.Typer(
+    name="leptonic", cls=ErrorHandlingGroup, no_args_is_help=True,
+    help="leptonic: serve Python model classes (photons) as scalable deployments.",
+    pretty_exceptions_show_locals=False, context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(ctx: typer.Context, output: OutputOpt = None, url: UrlOpt = None,
+         token: TokenOpt = None) -> None:
+    """Options given here apply to every command (a command's own win)."""
+    ctx.obj = Opts(output=output or Opts.output, url=url, token=token)
+
+
+app.command("up")(up)
+app.add_typer(photon.app, name="photon")
+app.add_typer(deployment.app, name="deployment")
+app.add_typer(replica.app, name="replica")
+
+
+@app.command("status")
+def status(ctx: typer.Context, output: OutputOpt = None, url: UrlOpt = None,
+           token: TokenOpt = None) -> None:
+    """Whether the platform answers, and its version, database and runtime."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        info = client.status()
+        info = {"url": client.url, **info} if isinstance(info, dict) else info
+    show(opts, info, lambda i: fields(i.items()))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,100 @@
+"""``leptonic photon ...``: run a photon locally, store, list, inspect and delete photons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
+from leptonic.cli._output import age, fields, show, table
+from leptonic.client import PhotonInfo
+from leptonic.core.models import PhotonVersion
+
+app = typer.Typer(help="Photons: versioned bundles of model-serving code.",
+                  no_args_is_help=True)
+
+EntryOpt = Annotated[str, typer.Option(
+    "--entry", "-m", help="FILE:CLASS inside the path, e.g. app.py:Echo.")]
+
+
+def _handlers(v: PhotonVersion) -> str:
+    return ", ".join(h.name + (" (stream)" if h.stream else "")
+                     + (f" (batch {h.batch})" if h.batch else "") for h in v.handlers)
+
+
+def _versions(versions: list[PhotonVersion]) -> object:
+    return table(["NAME", "VERSION", "ENTRY", "HANDLERS", "DIGEST", "AGE"],
+                 [(v.name, v.version, v.entry, _handlers(v), v.digest[:12], age(v.created_at))
+                  for v in versions])
+
+
+@app.command("run")
+def run(
+    entry: EntryOpt,
+    path: Annotated[Path, typer.Option(help="Folder the entry file is in.")] = Path("."),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+) -> None:
+    """Serve a photon from local code in this process (no platform needed)."""
+    from leptonic.photon.runner import serve
+
+    serve(entry, host, port, bundle_dir=str(path.resolve()))
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", "-n", help="Photon name (a slug).")],
+    entry: EntryOpt,
+    path: Annotated[Path, typer.Option(
+        help="Folder (or single file) to bundle (default: the current folder).",
+        show_default=False)] = Path("."),
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Bundle a folder and store it as a new version of a photon."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        version = client.create_photon(name, entry, path)
+    show(opts, version, lambda v: _versions([v]))
+
+
+@app.command("list")
+def list_(ctx: typer.Context, output: OutputOpt = None, url: UrlOpt = None,
+          token: TokenOpt = None) -> None:
+    """The latest version of every photon."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        photons = client.list_photons()
+    show(opts, photons, _versions)
+
+
+@app.command("get")
+def get(ctx: typer.Context, name: str, output: OutputOpt = None, url: UrlOpt = None,
+        token: TokenOpt = None) -> None:
+    """A photon and all its versions."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        info: PhotonInfo = client.get_photon(name)
+
+    def render(info: PhotonInfo) -> object:
+        latest = info.latest
+        from rich.console import Group
+
+        return Group(fields([("name", info.name), ("latest", latest.version),
+                             ("class", latest.class_name),
+                             ("requirements", ", ".join(latest.requirements) or "-")]),
+                     "", _versions(info.versions))
+
+    show(opts, info, render)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str, output: OutputOpt = None, url: UrlOpt = None,
+           token: TokenOpt = None) -> None:
+    """Delete a photon and all its versions (refused while a deployment uses it)."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        client.delete_photon(name)
+    show(opts, {"name": name, "deleted": True}, lambda _: f"deleted photon {name}")

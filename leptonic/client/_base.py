@@ -1,0 +1,429 @@
+"""What the sync and async clients share: configuration, requests, responses, errors.
+
+Every API method is written once, in ``_API``, as a description of a request (``Call``)
+plus how to decode its response; ``Client._run`` sends it and returns the value, while
+``AsyncClient._run`` returns a coroutine of it. Only waiting and streaming, which block or
+await by nature, are written twice (in ``client.py``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from leptonic.config import DEFAULT_HOST, DEFAULT_PORT, DataDir, default_data_dir
+from leptonic.core.models import (
+    Deployment,
+    DeploymentPhase,
+    Event,
+    PhotonVersion,
+    Replica,
+)
+from leptonic.errors import (
+    PROBLEM_CONTENT_TYPE,
+    BackendError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    LeptonicError,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+
+API_PREFIX = "/api/v1"
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+# never part of a photon bundle: caches, VCS metadata and virtual environments
+SKIP_DIRS = frozenset({"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache",
+                       ".ruff_cache"})
+SKIP_SUFFIXES = (".pyc", ".pyo")
+
+T = TypeVar("T")
+
+
+# -- errors -------------------------------------------------------------------------------
+
+class DeploymentFailed(BackendError):
+    """A deployment being waited on went into ``CrashLoop``; ``detail`` has its last error."""
+
+
+class WaitTimeout(Unavailable, TimeoutError):
+    """A deployment was not ready within the time given to ``wait_ready``."""
+
+
+_ERRORS: dict[int, type[LeptonicError]] = {
+    400: InvalidInput, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+    413: PayloadTooLarge, 422: InvalidInput, 429: TooManyRequests, 500: BackendError,
+    502: Unavailable, 503: Unavailable, 504: Unavailable,
+}
+
+
+def error_class(status: int) -> type[LeptonicError]:
+    """The leptonic error for an HTTP error status (unknown 4xx are invalid input)."""
+    if status in _ERRORS:
+        return _ERRORS[status]
+    return InvalidInput if 400 <= status < 500 else LeptonicError
+
+
+def error_from_response(resp: httpx.Response) -> LeptonicError:
+    """Turn a 4xx/5xx response (problem+json or not) into the matching leptonic error.
+
+    The response body must already be read.
+    """
+    detail: str | None = None
+    extra: dict[str, Any] = {}
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        raw = body.get("detail") or body.get("title") or body.get("message")
+        if raw is not None:
+            # a replica's own 422 (passed through the gateway) may carry a list of errors
+            detail = raw if isinstance(raw, str) else json.dumps(raw)
+        if resp.headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE):
+            extra = {k: v for k, v in body.items()
+                     if k not in ("type", "title", "status", "detail")}
+    if not detail:
+        text = resp.text.strip()
+        detail = text[:500] if text else f"{resp.status_code} {resp.reason_phrase}".strip()
+    err = error_class(resp.status_code)(detail, **extra)
+    err.status = resp.status_code
+    return err
+
+
+def raise_for_error(resp: httpx.Response) -> None:
+    if resp.status_code >= 400:
+        raise error_from_response(resp)
+
+
+def connection_error(url: str, exc: httpx.TransportError) -> LeptonicError:
+    """The error for a platform that cannot be reached (or stopped answering)."""
+    if isinstance(exc, httpx.ConnectError):
+        return Unavailable(f"no leptonic platform at {url}; start one with `leptonic up`")
+    if isinstance(exc, httpx.TimeoutException):
+        return Unavailable(f"the leptonic platform at {url} did not answer in time ({exc!r})")
+    return Unavailable(f"lost the connection to the leptonic platform at {url}: {exc}")
+
+
+# -- configuration ------------------------------------------------------------------------
+
+def _read(path: Path) -> str | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def resolve_url(url: str | None = None, *, env: Mapping[str, str] | None = None,
+                data_dir: Path | None = None) -> str:
+    """``url``, else ``$LEPTONIC_URL``, else the local platform's ``endpoint`` file,
+    else ``http://127.0.0.1:8080``."""
+    env = os.environ if env is None else env
+    found = url or env.get("LEPTONIC_URL") or _read(_layout(env, data_dir).endpoint)
+    return (found or DEFAULT_URL).rstrip("/")
+
+
+def resolve_token(token: str | None = None, *, env: Mapping[str, str] | None = None,
+                  data_dir: Path | None = None) -> str | None:
+    """``token``, else ``$LEPTONIC_TOKEN``, else the local platform's ``admin-token``."""
+    env = os.environ if env is None else env
+    return token or env.get("LEPTONIC_TOKEN") or _read(_layout(env, data_dir).admin_token)
+
+
+def _layout(env: Mapping[str, str], data_dir: Path | None) -> DataDir:
+    if data_dir is not None:
+        return DataDir(Path(data_dir))
+    if env is os.environ:
+        return DataDir(default_data_dir())
+    root = env.get("LEPTONIC_DATA_DIR")
+    return DataDir(Path(root).expanduser() if root else Path.home() / ".leptonic")
+
+
+# -- photon bundles ------------------------------------------------------------------------
+
+def _bundle_files(root: Path) -> Iterator[tuple[Path, str]]:
+    """(file, path inside the bundle) for every file under ``root``, sorted, skipping caches."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(SKIP_SUFFIXES):
+                continue
+            path = Path(dirpath) / name
+            if path.is_file():
+                yield path, path.relative_to(root).as_posix()
+
+
+def make_bundle(path: str | os.PathLike[str]) -> bytes:
+    """A ``.tar.gz`` of a folder (paths relative to it) or of one file (under its name).
+
+    The archive is deterministic (sorted, zero mtimes and owners), so the same code gives
+    the same bytes.
+    """
+    src = Path(path)
+    if src.is_file():
+        files: Iterable[tuple[Path, str]] = [(src, src.name)]
+    elif src.is_dir():
+        files = _bundle_files(src)
+    else:
+        raise InvalidInput(f"no such file or folder: {src}")
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for file, arcname in files:
+            data = file.read_bytes()
+            info = tarfile.TarInfo(arcname)
+            info.size = len(data)
+            info.mode = 0o755 if os.access(file, os.X_OK) else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+# -- server-sent events ---------------------------------------------------------------------
+
+@dataclass
+class SSEDecoder:
+    """Turns the lines of a ``text/event-stream`` into its ``data:`` items, JSON-decoded
+    where they are JSON. Feed it one line at a time (without the newline)."""
+
+    _data: list[str] = field(default_factory=list)
+
+    def feed(self, line: str) -> list[Any]:
+        line = line.rstrip("\r\n")
+        if not line:
+            return self.flush()
+        if line.startswith(":"):
+            return []                                  # a comment / keep-alive
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return []                                      # event:, id:, retry: are not data
+
+    def flush(self) -> list[Any]:
+        if not self._data:
+            return []
+        text = "\n".join(self._data)
+        self._data = []
+        try:
+            return [json.loads(text)]
+        except ValueError:
+            return [text]
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[Any]:
+    """The decoded ``data:`` items of an event stream given as lines."""
+    decoder = SSEDecoder()
+    for line in lines:
+        yield from decoder.feed(line)
+    yield from decoder.flush()
+
+
+def is_event_stream(resp: httpx.Response) -> bool:
+    return resp.headers.get("content-type", "").startswith("text/event-stream")
+
+
+def decode_body(resp: httpx.Response) -> Any:
+    """A handler's (non-streaming) answer: JSON when it is JSON, else text."""
+    if not resp.content:
+        return None
+    if "json" in resp.headers.get("content-type", ""):
+        return resp.json()
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.text
+
+
+# -- readiness ------------------------------------------------------------------------------
+
+def check_ready(dep: Deployment) -> bool:
+    """Whether the controller has seen this generation and all desired replicas are ready.
+
+    Raises ``DeploymentFailed`` when the current generation is crash-looping.
+    """
+    st = dep.status
+    current = st.observed_generation >= dep.generation
+    if current and st.phase is DeploymentPhase.CRASH_LOOP:
+        reason = st.last_error or st.message or "its replicas keep failing"
+        raise DeploymentFailed(f"deployment {dep.name} is crash-looping: {reason.strip()}",
+                               deployment=dep.name)
+    if not current or dep.deleting:
+        return False
+    if dep.spec.replicas == 0:
+        return st.phase is DeploymentPhase.STOPPED or st.replicas == 0
+    return st.phase is DeploymentPhase.READY and st.ready_replicas >= dep.spec.replicas
+
+
+def timeout_error(dep: Deployment | None, name: str, timeout: float) -> WaitTimeout:
+    progress = ""
+    if dep is not None:
+        st = dep.status
+        progress = f" ({st.ready_replicas}/{dep.spec.replicas} replicas ready, phase {st.phase}"
+        progress += f": {st.message})" if st.message else ")"
+    return WaitTimeout(f"deployment {name} was not ready after {timeout:g}s{progress}",
+                       deployment=name)
+
+
+# -- requests -------------------------------------------------------------------------------
+
+class PhotonInfo(BaseModel):
+    """``GET /photons/{name}``: a photon and all its versions, oldest first."""
+
+    name: str
+    versions: list[PhotonVersion]
+
+    @property
+    def latest(self) -> PhotonVersion:
+        return self.versions[-1]
+
+
+def _json(resp: httpx.Response) -> Any:
+    return resp.json() if resp.content else None
+
+
+def _none(resp: httpx.Response) -> None:
+    return None
+
+
+def _text(resp: httpx.Response) -> str:
+    return resp.text
+
+
+def _model(kind: Any) -> Callable[[httpx.Response], Any]:
+    adapter: TypeAdapter[Any] = TypeAdapter(kind)
+    return lambda resp: adapter.validate_python(resp.json())
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API request and how to decode its (successful) response."""
+
+    method: str
+    path: str                                   # under /api/v1
+    parse: Callable[[httpx.Response], Any] = _json
+    params: dict[str, Any] | None = None
+    json: Any = None
+    data: dict[str, Any] | None = None
+    files: dict[str, Any] | None = None
+
+    def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        params = {k: v for k, v in (self.params or {}).items() if v is not None}
+        return http.build_request(self.method, API_PREFIX + self.path, params=params or None,
+                                  json=self.json, data=self.data, files=self.files)
+
+
+def _seg(name: str) -> str:
+    """A name as one URL path segment (names are slugs; this keeps odd input harmless)."""
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def logs_call(name: str, tail: int | None = 200, replica: str | None = None,
+              follow: bool = False) -> Call:
+    params: dict[str, Any] = {"tail": tail, "replica": replica}
+    if follow:
+        params["follow"] = "true"
+    return Call("GET", f"/deployments/{_seg(name)}/logs", _text, params=params)
+
+
+class _API:
+    """The API methods, shared by ``Client`` and ``AsyncClient``.
+
+    With ``Client`` each returns its value; with ``AsyncClient`` each returns an awaitable
+    of it. Objects come back as the models of ``leptonic.core.models``; ``status()`` as a
+    dict.
+    """
+
+    def _run(self, call: Call) -> Any:  # pragma: no cover - provided by the clients
+        raise NotImplementedError
+
+    # status
+    def status(self) -> Any:
+        """``GET /status``: version, leader, database, runtime, data_dir (a dict)."""
+        return self._run(Call("GET", "/status"))
+
+    # photons
+    def create_photon(self, name: str, entry: str, path: str | os.PathLike[str] = ".") -> Any:
+        """Bundle ``path`` (a folder or one file) and store it as a new version of photon
+        ``name`` served by ``entry`` (``app.py:Echo``) -> ``PhotonVersion``."""
+        bundle = make_bundle(path)
+        return self._run(Call("POST", "/photons", _model(PhotonVersion),
+                              data={"name": name, "entry": entry},
+                              files={"file": ("bundle.tar.gz", bundle, "application/gzip")}))
+
+    def list_photons(self) -> Any:
+        """The latest version of every photon -> ``list[PhotonVersion]``."""
+        return self._run(Call("GET", "/photons", _model(list[PhotonVersion])))
+
+    def get_photon(self, name: str) -> Any:
+        """A photon with all its versions -> ``PhotonInfo``."""
+        return self._run(Call("GET", f"/photons/{_seg(name)}", _model(PhotonInfo)))
+
+    def get_photon_version(self, name: str, version: int) -> Any:
+        """One version of a photon -> ``PhotonVersion``."""
+        return self._run(Call("GET", f"/photons/{_seg(name)}/versions/{int(version)}",
+                              _model(PhotonVersion)))
+
+    def delete_photon(self, name: str) -> Any:
+        """Delete a photon and all its versions (409 while a deployment uses it)."""
+        return self._run(Call("DELETE", f"/photons/{_seg(name)}", _none))
+
+    # deployments
+    def create_deployment(self, name: str, photon: str, replicas: int = 1,
+                          env: Mapping[str, str] | None = None) -> Any:
+        """Deploy ``photon`` (``NAME``, ``NAME@N``, ``builtin:NAME``) -> ``Deployment``."""
+        body = {"name": name, "photon": photon, "replicas": replicas, "env": dict(env or {})}
+        return self._run(Call("POST", "/deployments", _model(Deployment), json=body))
+
+    def list_deployments(self) -> Any:
+        """-> ``list[Deployment]``."""
+        return self._run(Call("GET", "/deployments", _model(list[Deployment])))
+
+    def get_deployment(self, name: str) -> Any:
+        """-> ``Deployment``."""
+        return self._run(Call("GET", f"/deployments/{_seg(name)}", _model(Deployment)))
+
+    def update_deployment(self, name: str, **fields: Any) -> Any:
+        """Change any of ``replicas``, ``photon``, ``env`` (PATCH) -> ``Deployment``."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._run(Call("PATCH", f"/deployments/{_seg(name)}", _model(Deployment),
+                              json=body))
+
+    def delete_deployment(self, name: str) -> Any:
+        """Ask for the deployment to be removed -> ``Deployment`` (phase ``Deleting``)."""
+        return self._run(Call("DELETE", f"/deployments/{_seg(name)}", _model(Deployment)))
+
+    def replicas(self, name: str) -> Any:
+        """The replicas of a deployment -> ``list[Replica]``."""
+        return self._run(Call("GET", f"/deployments/{_seg(name)}/replicas",
+                              _model(list[Replica])))
+
+    def list_replicas(self, deployment: str | None = None) -> Any:
+        """All replicas, or those of one deployment -> ``list[Replica]``."""
+        return self._run(Call("GET", "/replicas", _model(list[Replica]),
+                              params={"deployment": deployment}))
+
+    def events(self, name: str, limit: int = 100) -> Any:
+        """The events of a deployment -> ``list[Event]``."""
+        return self._run(Call("GET", f"/deployments/{_seg(name)}/events",
+                              _model(list[Event]), params={"limit": limit}))
+
+    def logs(self, name: str, tail: int | None = 200, replica: str | None = None) -> Any:
+        """The last ``tail`` log lines of a deployment's replicas, each prefixed
+        ``[replica-id] `` -> ``str``."""
+        return self._run(logs_call(name, tail, replica))
