@@ -1,0 +1,663 @@
+"""The photon runner: serves one photon instance as a lean ASGI app, one process per replica.
+
+Routes: ``POST /{handler path}`` per handler, ``GET /healthz`` (alive), ``GET /readyz``
+(503 until ``init()`` has returned), ``GET /metrics`` (Prometheus text), ``GET
+/openapi.json`` and ``GET /docs``. The app is raw ASGI rather than a framework because
+the per-request cost is the replica's throughput: the hot path is one dict lookup, one
+pydantic ``model_validate_json`` and one serialisation.
+
+Run it as ``python -m leptonic.photon.runner --entry app.py:Echo --port 8000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pydantic_core
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from pydantic import ValidationError
+
+from leptonic.errors import PROBLEM_CONTENT_TYPE, LeptonicError, PhotonDefinitionError, problem
+from leptonic.photon.batching import Batcher
+from leptonic.photon.handler import HandlerSignature
+from leptonic.photon.openapi import openapi_document, swagger_ui_html
+from leptonic.photon.photon import Photon
+
+log = logging.getLogger("leptonic.photon.runner")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+GRACEFUL_SHUTDOWN_S = 30
+_JSON = [(b"content-type", b"application/json")]
+_PROBLEM = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no")]
+_END = object()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class _RunnerMetrics:
+    """The runner's Prometheus metrics, in a registry of its own (one app, one registry)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("leptonic_photon_requests", "Handler requests by status code",
+                                ["handler", "code"], registry=self.registry)
+        self.seconds = Histogram("leptonic_photon_request_seconds",
+                                 "Handler request duration (to the last byte for streams)",
+                                 ["handler"], registry=self.registry)
+        self.in_flight = Gauge("leptonic_photon_in_flight", "Handler requests in progress",
+                               registry=self.registry)
+        self._counters: dict[tuple[str, int], Any] = {}
+
+    def count(self, handler: str, code: int) -> None:
+        child = self._counters.get((handler, code))
+        if child is None:
+            child = self._counters[(handler, code)] = self.requests.labels(handler, str(code))
+        child.inc()
+
+
+class HandlerError(LeptonicError):
+    """A handler raised, or returned a value its return type cannot serialise."""
+
+    title = "Handler failed"
+
+
+class _Endpoint:
+    """One handler bound to the photon instance, with everything the hot path needs."""
+
+    __slots__ = ("batcher", "call", "dump", "fn", "is_async", "model", "name", "params",
+                 "path", "sig", "stream", "timer")
+
+    def __init__(self, sig: HandlerSignature, photon: Photon, executor: ThreadPoolExecutor,
+                 metrics: _RunnerMetrics) -> None:
+        spec = sig.spec
+        self.sig = sig
+        self.name = spec.name
+        self.path = spec.path
+        self.stream = spec.stream
+        self.is_async = spec.is_async
+        self.params = sig.params
+        self.model = sig.request_model
+        self.fn: Callable[..., Any] = getattr(photon, spec.name)
+        self.timer = metrics.seconds.labels(spec.name)
+        self.dump = _serialiser(sig)
+        self.batcher: Batcher | None = None
+        if spec.batch is not None:
+            self.batcher = Batcher(self._batch_fn(), spec.batch, spec.max_wait_ms / 1000,
+                                   spec.name, executor=executor)
+
+    def _batch_fn(self) -> Callable[[list[dict[str, Any]]], Any]:
+        fn, params = self.fn, self.params
+
+        def columns(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
+            return {p: [it[p] for it in items] for p in params}
+
+        if self.is_async:
+            async def run_async(items: list[dict[str, Any]]) -> Any:
+                return await fn(**columns(items))
+            return run_async
+
+        def run_sync(items: list[dict[str, Any]]) -> Any:
+            return fn(**columns(items))
+        return run_sync
+
+
+def _serialiser(sig: HandlerSignature) -> Callable[[Any], bytes]:
+    adapter, name = sig.output, sig.spec.name
+    if sig.output_type is Any:
+        def dump_any(value: Any) -> bytes:
+            try:
+                return pydantic_core.to_json(value)
+            except pydantic_core.PydanticSerializationError as exc:
+                raise HandlerError(
+                    f"handler {name!r} returned a value that cannot be serialised to JSON: "
+                    f"{exc}") from exc
+        return dump_any
+
+    def dump(value: Any) -> bytes:
+        try:
+            return adapter.dump_json(value, warnings="error")
+        except pydantic_core.PydanticSerializationError:
+            pass
+        try:  # coerce (e.g. a dict into the declared model), then serialise
+            return adapter.dump_json(adapter.validate_python(value))
+        except (ValidationError, pydantic_core.PydanticSerializationError) as exc:
+            raise HandlerError(
+                f"handler {name!r} returned a value that does not match its return type "
+                f"{sig.output_type!r}: {str(exc).splitlines()[-1].strip()}") from exc
+    return dump
+
+
+class PhotonApp:
+    """The ASGI app serving one photon instance. Build it with :func:`build_app`.
+
+    With a server, the ASGI lifespan runs ``init()`` in the background at startup (so
+    ``/healthz`` answers while a model loads) and ``shutdown()`` at the end. Without one
+    (tests, ``httpx.ASGITransport``), ``await app.startup()`` runs ``init()`` and
+    ``await app.shutdown()`` stops it.
+    """
+
+    def __init__(self, photon: Photon, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 ready: bool = False, replica_id: str | None = None,
+                 on_init_error: Callable[[BaseException], None] | None = None,
+                 max_workers: int | None = None) -> None:
+        self.photon = photon
+        self.name = type(photon).__name__
+        self.max_body_bytes = max_body_bytes
+        self.replica_id = replica_id
+        self.on_init_error = on_init_error
+        self.ready = ready
+        self.init_error: BaseException | None = None
+        self.stopping = False
+        self.metrics = _RunnerMetrics()
+        self.signatures = type(photon).signatures()
+        self.executor = ThreadPoolExecutor(max_workers=max_workers,
+                                           thread_name_prefix="photon-handler")
+        self.endpoints = {sig.spec.path: _Endpoint(sig, photon, self.executor, self.metrics)
+                          for sig in self.signatures}
+        self._init_task: asyncio.Task[None] | None = None
+        self._openapi: bytes | None = None
+        self._gets: dict[str, Callable[[Send], Awaitable[None]]] = {
+            "/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics,
+            "/openapi.json": self._openapi_json, "/docs": self._docs,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Run ``init()`` in a worker thread; ready once it returns. Raises what it raised."""
+        if self.ready:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        photon = self.photon
+
+        def settle(exc: BaseException | None) -> None:
+            if not done.done():
+                if exc is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(exc)
+
+        def target() -> None:
+            # A daemon thread, not the pool: a replica stopped while its model is still
+            # loading must be able to exit without waiting for init() to finish.
+            error: BaseException | None = None
+            try:
+                result = photon.init()
+                if inspect.isawaitable(result):
+                    asyncio.run(_awaitable_to_coro(result))
+            except BaseException as exc:
+                error = exc
+            try:
+                loop.call_soon_threadsafe(settle, error)
+            except RuntimeError:  # the loop is gone: nobody is waiting any more
+                pass
+
+        threading.Thread(target=target, name="photon-init", daemon=True).start()
+        try:
+            await done
+        except BaseException as exc:
+            self.init_error = exc
+            raise
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        """Stop taking work, run ``shutdown()`` if ``init()`` had succeeded, free threads."""
+        self.stopping = True
+        if self._init_task is not None and not self._init_task.done():
+            self._init_task.cancel()
+        for ep in self.endpoints.values():
+            if ep.batcher is not None:
+                await ep.batcher.close()
+        if self.ready:
+            self.ready = False
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.executor,
+                                                                 self.photon.shutdown)
+            except Exception:
+                log.exception("%s.shutdown() failed", self.name)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _init_in_background(self) -> None:
+        try:
+            await self.startup()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            print(f"leptonic: {self.name}.init() failed; the replica cannot serve:",
+                  file=sys.stderr)
+            traceback.print_exception(exc, file=sys.stderr)
+            sys.stderr.flush()
+            if self.on_init_error is not None:
+                self.on_init_error(exc)
+        else:
+            log.info("%s is ready: init() returned", self.name)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._init_task = asyncio.get_running_loop().create_task(
+                    self._init_in_background(), name="photon-init")
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- ASGI ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            ep = self.endpoints.get(path)
+            if ep is None and len(path) > 1 and path.endswith("/"):
+                ep = self.endpoints.get(path.rstrip("/"))
+            method = scope["method"]
+            if ep is not None:
+                if method == "POST":
+                    await self._handle(ep, scope, receive, send)
+                else:
+                    await _send_problem(send, 405, "Method not allowed",
+                                        f"handler {ep.name!r} answers POST {ep.path}",
+                                        headers=[(b"allow", b"POST")])
+                return
+            get = self._gets.get(path)
+            if get is not None:
+                if method in ("GET", "HEAD"):
+                    await get(send)
+                else:
+                    await _send_problem(send, 405, "Method not allowed",
+                                        f"{path} answers GET", headers=[(b"allow", b"GET")])
+                return
+            routes = [f"POST {p}" for p in self.endpoints]
+            await _send_problem(send, 404, "Not found",
+                                f"no handler at {path}; this photon ({self.name}) serves "
+                                f"{', '.join(routes)}", handlers=routes)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _handle(self, ep: _Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        start = time.perf_counter()
+        code = 500
+        try:
+            code = await self._respond(ep, scope, receive, send)
+        finally:
+            metrics.in_flight.dec()
+            ep.timer.observe(time.perf_counter() - start)
+            metrics.count(ep.name, code)
+
+    async def _respond(self, ep: _Endpoint, scope: Scope, receive: Receive,
+                       send: Send) -> int:
+        try:
+            body = await _read_body(scope, receive, self.max_body_bytes)
+        except _TooLarge:
+            return await _send_problem(
+                send, 413, "Payload too large",
+                f"request body is over the limit of {self.max_body_bytes} bytes")
+        except _Disconnected:
+            return 499
+        try:
+            kwargs = ep.model.model_validate_json(body or b"{}").__dict__
+        except ValidationError as exc:
+            errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                      for e in exc.errors(include_url=False, include_input=False)]
+            listed = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}" for e in errors)
+            return await _send_problem(
+                send, 422, "Invalid input",
+                f"invalid request body for handler {ep.name!r}: {listed}", errors=errors)
+        if self.stopping:
+            return await _send_problem(send, 503, "Service unavailable",
+                                       "the replica is shutting down")
+        if ep.stream:
+            return await self._stream(ep, kwargs, receive, send)
+        try:
+            if ep.batcher is not None:
+                result = await ep.batcher.submit(kwargs)
+            elif ep.is_async:
+                result = await ep.fn(**kwargs)
+            else:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, functools.partial(ep.fn, **kwargs))
+            payload = ep.dump(result)
+        except Exception as exc:
+            return await self._handler_failed(ep, exc, send)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_JSON, (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+        return 200
+
+    async def _handler_failed(self, ep: _Endpoint, exc: Exception, send: Send) -> int:
+        if isinstance(exc, LeptonicError) and not isinstance(exc, HandlerError):
+            # raised on purpose by the photon (e.g. InvalidInput): its status and words
+            return await _send_problem(send, exc.status, exc.title, exc.detail,
+                                       handler=ep.name, **exc.extra)
+        log.error("handler %r failed", ep.name, exc_info=exc)
+        detail = (exc.detail if isinstance(exc, HandlerError)
+                  else f"handler {ep.name!r} failed: {_exc_line(exc)}")
+        return await _send_problem(send, 500, "Handler failed", detail, handler=ep.name)
+
+    async def _stream(self, ep: _Endpoint, kwargs: dict[str, Any], receive: Receive,
+                      send: Send) -> int:
+        items = (_aiter_async(ep.fn(**kwargs)) if ep.is_async
+                 else _aiter_sync(ep.fn(**kwargs), self.executor))
+        # The first item is produced before the headers go out, so a handler that fails
+        # straight away gets a proper 500 rather than a broken stream.
+        try:
+            first = await anext(items, _END)
+            data = b"" if first is _END else b"data: " + ep.dump(first) + b"\n\n"
+        except Exception as exc:
+            await items.aclose()
+            return await self._handler_failed(ep, exc, send)
+        gone = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))
+        code = 200
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+            if first is not _END:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+                async for item in items:
+                    if gone.is_set():
+                        code = 499
+                        break
+                    await send({"type": "http.response.body",
+                                "body": b"data: " + ep.dump(item) + b"\n\n",
+                                "more_body": True})
+        except Exception as exc:
+            log.error("handler %r failed while streaming", ep.name, exc_info=exc)
+            code = 500
+            err = problem(500, "Handler failed",
+                          f"handler {ep.name!r} failed: {_exc_line(exc)}", handler=ep.name)
+            if not gone.is_set():
+                await send({"type": "http.response.body",
+                            "body": b"event: error\ndata: " + pydantic_core.to_json(err)
+                                    + b"\n\n", "more_body": True})
+        finally:
+            watcher.cancel()
+            await items.aclose()
+        if not gone.is_set():
+            await send({"type": "http.response.body", "body": b""})
+        return code
+
+    # -- built-in routes ---------------------------------------------------------------
+
+    async def _healthz(self, send: Send) -> None:
+        await _send_json(send, 200, pydantic_core.to_json(
+            {"status": "ok", "photon": self.name, "replica_id": self.replica_id}))
+
+    async def _readyz(self, send: Send) -> None:
+        if self.ready and not self.stopping:
+            await _send_json(send, 200, b'{"status":"ready"}')
+        elif self.stopping:
+            await _send_problem(send, 503, "Service unavailable", "the replica is stopping")
+        elif self.init_error is not None:
+            await _send_problem(send, 503, "Service unavailable",
+                                f"{self.name}.init() failed: {_exc_line(self.init_error)}")
+        else:
+            await _send_problem(send, 503, "Service unavailable",
+                                f"{self.name}.init() has not returned yet")
+
+    async def _metrics(self, send: Send) -> None:
+        body = generate_latest(self.metrics.registry)
+        await _send_json(send, 200, body,
+                         headers=[(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+    async def _openapi_json(self, send: Send) -> None:
+        if self._openapi is None:
+            doc = openapi_document(self.name, self.signatures,
+                                   description=(type(self.photon).__doc__ or "").strip() or None)
+            self._openapi = pydantic_core.to_json(doc)
+        await _send_json(send, 200, self._openapi)
+
+    async def _docs(self, send: Send) -> None:
+        await _send_json(send, 200, swagger_ui_html(self.name).encode(),
+                         headers=[(b"content-type", b"text/html; charset=utf-8")])
+
+
+def build_app(photon: Photon, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+              ready: bool = False, replica_id: str | None = None,
+              on_init_error: Callable[[BaseException], None] | None = None,
+              max_workers: int | None = None) -> PhotonApp:
+    """The ASGI app serving ``photon`` (validated first: raises PhotonDefinitionError).
+
+    ``ready=True`` marks it ready without running ``init()``; otherwise the ASGI lifespan
+    (or ``await app.startup()``) runs it. ``on_init_error`` is called, after the traceback
+    is printed, when ``init()`` raises during the lifespan. Sync handlers run in a thread
+    pool of ``max_workers`` threads.
+    """
+    return PhotonApp(photon, max_body_bytes=max_body_bytes, ready=ready,
+                     replica_id=replica_id, on_init_error=on_init_error,
+                     max_workers=max_workers)
+
+
+# -- ASGI helpers ------------------------------------------------------------------------
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise _TooLarge
+            except ValueError:
+                pass
+            break
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _Disconnected
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise _TooLarge
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, body: bytes,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*(headers or _JSON),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+    return status
+
+
+async def _send_problem(send: Send, status: int, title: str, detail: str,
+                        headers: list[tuple[bytes, bytes]] | None = None,
+                        **extra: Any) -> int:
+    body = pydantic_core.to_json(problem(status, title, detail, **extra))
+    return await _send_json(send, status, body, headers=[*_PROBLEM, *(headers or [])])
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+async def _aiter_async(agen: Any) -> AsyncIterator[Any]:
+    try:
+        async for item in agen:
+            yield item
+    finally:
+        if hasattr(agen, "aclose"):
+            await agen.aclose()
+
+
+async def _aiter_sync(gen: Iterator[Any], executor: ThreadPoolExecutor) -> AsyncIterator[Any]:
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            item = await loop.run_in_executor(executor, next, gen, _END)
+            if item is _END:
+                return
+            yield item
+    finally:
+        close = getattr(gen, "close", None)
+        if close is not None:
+            await loop.run_in_executor(executor, close)
+
+
+async def _awaitable_to_coro(aw: Awaitable[Any]) -> Any:
+    return await aw
+
+
+def _exc_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(exc)[-1].strip()
+
+
+# -- process entry point -----------------------------------------------------------------
+
+
+def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
+          bundle_dir: str | Path | None = None, replica_id: str | None = None, *,
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> int:
+    """Load ``entry``, serve it with uvicorn until SIGTERM/SIGINT; return the exit code.
+
+    0 after a graceful stop (``shutdown()`` called); 1 when the photon cannot be loaded or
+    its ``init()`` raised (the traceback is on stderr, where the platform reads it).
+    """
+    import uvicorn
+
+    from leptonic.photon.loader import load_photon_class
+
+    _configure_logging()
+    if bundle_dir is not None:
+        os.chdir(bundle_dir)
+    try:
+        cls = load_photon_class(entry, bundle_dir)
+        photon = cls()
+    except PhotonDefinitionError as exc:
+        print(f"leptonic: {exc.detail}", file=sys.stderr)
+        return 1
+    except Exception:
+        print(f"leptonic: cannot create photon {entry!r}:", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+
+    exit_code = 0
+    terminated = False
+    server: uvicorn.Server | None = None
+
+    def init_failed(_: BaseException) -> None:
+        nonlocal exit_code
+        exit_code = 1
+        if server is not None:
+            server.should_exit = True
+
+    try:
+        app = build_app(photon, max_body_bytes=max_body_bytes, replica_id=replica_id,
+                        on_init_error=init_failed)
+    except PhotonDefinitionError as exc:
+        print(f"leptonic: {exc.detail}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(app, host=host, port=port, loop=_loop_impl(), http=_http_impl(),
+                            lifespan="on", access_log=False, log_level="info",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    server = uvicorn.Server(config)
+
+    # uvicorn re-raises the stop signal once it has shut down; this handler makes that a
+    # clean exit (0) instead of death by SIGTERM, and stops a server that is still starting.
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
+        if server is not None:
+            server.should_exit = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    paths = ", ".join(f"POST {p}" for p in app.endpoints)
+    log.info("serving photon %s%s at http://%s:%d (%s)", app.name,
+             f" (replica {replica_id})" if replica_id else "", host, port, paths)
+    server.run()
+    if exit_code == 0 and not server.started and not terminated:
+        return 1  # uvicorn could not start (e.g. the port is taken); it logged why
+    log.info("photon %s stopped (exit %d)", app.name, exit_code)
+    return exit_code
+
+
+def _loop_impl() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m leptonic.photon.runner",
+                                     description="Serve one photon over HTTP.")
+    parser.add_argument("--entry", required=True,
+                        help="FILE.py:Class inside the bundle, or builtin:NAME")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--replica-id", default=os.environ.get("LEPTONIC_REPLICA_ID"))
+    parser.add_argument("--bundle", default=None, help="the photon's directory (default: cwd)")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    args = parser.parse_args(argv)
+    return serve(args.entry, args.host, args.port, bundle_dir=args.bundle,
+                 replica_id=args.replica_id, max_body_bytes=args.max_body_bytes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
