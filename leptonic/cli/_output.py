@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
-import click
 import httpx
 import typer
 from pydantic import BaseModel
@@ -33,14 +32,14 @@ def one_line(detail: str) -> str:
 
 
 def fail(detail: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {one_line(detail)}", err=True)
+    typer.echo(f"error: {one_line(detail)}", err=True)
     raise typer.Exit(code)
 
 
 class ErrorHandlingGroup(TyperGroup):
     """The root command group: turns expected errors into one ``error:`` line, exit 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LeptonicError as exc:
@@ -62,7 +61,7 @@ def jsonable(data: Any) -> Any:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(jsonable(data), indent=2))
+    typer.echo(json.dumps(jsonable(data), indent=2))
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import click
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -163,7 +162,7 @@ def update(
     opts = options(ctx, output, url, token)
     changes = {"photon": photon, "env": parse_env(env), "replicas": replicas}
     if all(v is None for v in changes.values()):
-        raise click.UsageError("nothing to update: give --photon, --env or --replicas", ctx)
+        raise typer.BadParameter("nothing to update: give --photon, --env or --replicas")
     with connect(opts) as client:
         dep = client.update_deployment(name, **changes)
     show(opts, dep, lambda d: deployments_table([d]))
@@ -215,14 +214,14 @@ def logs(
             if opts.json:
                 show(opts, {"deployment": name, "lines": text.splitlines()}, str)
             else:
-                click.echo(text, nl=not text.endswith("\n") and bool(text))
+                typer.echo(text, nl=not text.endswith("\n") and bool(text))
             return
         try:
             for line in client.follow_logs(name, tail, replica):
                 if opts.json:
-                    click.echo(json_line(name, line))
+                    typer.echo(json_line(name, line))
                 else:
-                    click.echo(line)
+                    typer.echo(line)
         except KeyboardInterrupt:
             return
 

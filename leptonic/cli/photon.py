@@ -40,7 +40,9 @@ def run(
     """Serve a photon from local code in this process (no platform needed)."""
     from leptonic.photon.runner import serve
 
-    serve(entry, host, port, bundle_dir=str(path.resolve()))
+    code = serve(entry, host, port, bundle_dir=path.resolve())
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("create")
