@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from pydantic import BaseModel
+
 from leptonic.errors import PROBLEM_CONTENT_TYPE
 from leptonic.photon.handler import HandlerSignature
 
@@ -34,6 +36,11 @@ def openapi_document(title: str, sigs: list[HandlerSignature], version: str = "0
         request = _hoist(sig.request_model.model_json_schema(ref_template=REF_TEMPLATE),
                          components)
         item = _hoist(sig.output.json_schema(ref_template=REF_TEMPLATE), components)
+        if isinstance(sig.output_type, type) and issubclass(sig.output_type, BaseModel):
+            # a model output is a named schema, as it would be nested anywhere else
+            name = sig.output_type.__name__
+            components.setdefault(name, item)
+            item = {"$ref": REF_TEMPLATE.format(model=name)}
         if spec.stream:
             ok: dict[str, Any] = {
                 "description": "Server-sent events: one `data: <json>` event per item; "
