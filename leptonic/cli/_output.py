@@ -39,7 +39,7 @@ def fail(detail: str, code: int = 1) -> NoReturn:
 class ErrorHandlingGroup(TyperGroup):
     """The root command group: turns expected errors into one ``error:`` line, exit 1."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except LeptonicError as exc:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import age, fields, show, table
@@ -24,7 +25,7 @@ def _handlers(v: PhotonVersion) -> str:
                      + (f" (batch {h.batch})" if h.batch else "") for h in v.handlers)
 
 
-def _versions(versions: list[PhotonVersion]) -> object:
+def _versions(versions: list[PhotonVersion]) -> Table:
     return table(["NAME", "VERSION", "ENTRY", "HANDLERS", "DIGEST", "AGE"],
                  [(v.name, v.version, v.entry, _handlers(v), v.digest[:12], age(v.created_at))
                   for v in versions])

@@ -233,7 +233,7 @@ def parse_sse(lines: Iterable[str]) -> Iterator[Any]:
 
 
 def is_event_stream(resp: httpx.Response) -> bool:
-    return resp.headers.get("content-type", "").startswith("text/event-stream")
+    return str(resp.headers.get("content-type", "")).startswith("text/event-stream")
 
 
 def decode_body(resp: httpx.Response) -> Any:

@@ -296,3 +296,30 @@ def test_wait_ready_times_out_with_progress() -> None:
         client.wait_ready("echo", timeout=0, on_progress=polls.append)
     assert len(polls) == 1
     assert issubclass(WaitTimeout, TimeoutError)
+
+
+async def test_async_wait_ready_returns_the_ready_deployment() -> None:
+    answers = [_dep(DeploymentPhase.PENDING), _dep(DeploymentPhase.DEGRADED, ready=1),
+               _dep(DeploymentPhase.READY, ready=2)]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answers.pop(0).model_dump(mode="json"))
+
+    seen: list[int] = []
+    async with AsyncClient("http://x", "t", transport=httpx.MockTransport(handler)) as client:
+        dep = await client.wait_ready("echo", timeout=5, interval=0,
+                                      on_progress=lambda d: seen.append(d.status.ready_replicas))
+    assert dep.status.phase is DeploymentPhase.READY
+    assert seen == [0, 1, 2]
+
+
+def test_logs_and_follow_logs() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/deployments/echo/logs"
+        follow = request.url.params.get("follow") == "true"
+        assert request.url.params["tail"] == "5"
+        return httpx.Response(200, text="[r1] a\n[r2] b\n" + ("[r1] c\n" if follow else ""))
+
+    with Client("http://x", "t", transport=httpx.MockTransport(handler)) as client:
+        assert client.logs("echo", tail=5) == "[r1] a\n[r2] b\n"
+        assert list(client.follow_logs("echo", tail=5)) == ["[r1] a", "[r2] b", "[r1] c"]
