@@ -143,6 +143,8 @@ def run_platform(settings: Settings) -> None:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "alembic"):     # a line per probe is not news
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     platform = Platform(settings)
     layout = platform.layout
     token = ensure_admin_token(platform.store, layout)
@@ -155,6 +157,10 @@ def run_platform(settings: Settings) -> None:
                             loop="uvloop", http="httptools", lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
+    # uvicorn re-raises SIGINT/SIGTERM once it has shut down gracefully; the handlers it
+    # restores are these no-ops, so a clean stop exits 0 rather than "killed by signal".
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     finally:
@@ -162,4 +168,4 @@ def run_platform(settings: Settings) -> None:
             layout.pidfile.unlink()
     if not server.started:
         raise SystemExit(1)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    log.info("leptonic stopped cleanly")

@@ -67,11 +67,11 @@ class RunningPlatform:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
         self.log_file = self.data_dir.parent / f"leptonic-up-{self.port}.log"
-        out = self.log_file.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leptonic", "up", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=self.env(),
-            cwd=str(self.data_dir.parent))
+        with self.log_file.open("ab") as out:      # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "leptonic", "up", "--data-dir", str(self.data_dir),
+                 "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT,
+                env=self.env(), cwd=str(self.data_dir.parent))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
