@@ -206,7 +206,7 @@ def signature_of(spec: HandlerSpec, owner: type | None = None) -> HandlerSignatu
     output = _check_type(where, "return type", ret)
 
     try:
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{name}_request", __config__=ConfigDict(extra="forbid"), **fields)
         model.model_json_schema()
     except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as exc:

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -211,7 +211,7 @@ class PhotonApp:
             # loading must be able to exit without waiting for init() to finish.
             error: BaseException | None = None
             try:
-                result = photon.init()
+                result: Any = photon.init()  # type: ignore[func-returns-value]
                 if inspect.isawaitable(result):
                     asyncio.run(_awaitable_to_coro(result))
             except BaseException as exc:
@@ -521,7 +521,7 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
             return
 
 
-async def _aiter_async(agen: Any) -> AsyncIterator[Any]:
+async def _aiter_async(agen: Any) -> AsyncGenerator[Any, None]:
     try:
         async for item in agen:
             yield item
@@ -530,7 +530,8 @@ async def _aiter_async(agen: Any) -> AsyncIterator[Any]:
             await agen.aclose()
 
 
-async def _aiter_sync(gen: Iterator[Any], executor: ThreadPoolExecutor) -> AsyncIterator[Any]:
+async def _aiter_sync(gen: Iterator[Any],
+                      executor: ThreadPoolExecutor) -> AsyncGenerator[Any, None]:
     loop = asyncio.get_running_loop()
     try:
         while True:
