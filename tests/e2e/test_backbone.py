@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 
+import httpx
 import pytest
 
 from tests.e2e.harness import RunningPlatform
@@ -69,13 +69,13 @@ async def test_control_plane_kill9_readopts_replicas(platform: RunningPlatform) 
     p.start()
     after = {r["pid"] for r in p.wait_ready("b", 2, timeout=20)}
     assert after == before, "re-adopted, not restarted"
-    time.sleep(1.0)
+    await asyncio.sleep(1.0)
     assert p.runner_pids() == before, "no duplicate replica was started"
     res = await p.load("b", "echo", 100, concurrency=4)
     assert res.failed == []
 
 
-async def test_crashing_photon_reports_crashloop_with_its_error(
+def test_crashing_photon_reports_crashloop_with_its_error(
         platform: RunningPlatform, tmp_path) -> None:
     p = platform
     bad = tmp_path / "bad"
@@ -96,7 +96,6 @@ async def test_crashing_photon_reports_crashloop_with_its_error(
     d = p.api("GET", "/deployments/bad").json()
     assert d["status"]["phase"] == "CrashLoop"
     assert "weights file is missing" in d["status"]["last_error"]
-    import httpx
     r = httpx.post(f"{p.url}/run/bad/hi", headers=p.headers, json={})
     assert r.status_code == 503
     assert r.headers["content-type"].startswith("application/problem+json")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -169,7 +169,7 @@ async def test_env_change_replaces_replicas_without_gap(world: World) -> None:
 async def test_restart_adopts_live_replicas_and_forgets_dead_ones(world: World) -> None:
     deploy(world, 2)
     await world.tick(2)
-    a, b = world.replicas()
+    a, _ = world.replicas()
     world.backend.adoptable = {a.id}
     fresh = Controller(world.controller.ctx, world.routes.append)
     await fresh.recover()
