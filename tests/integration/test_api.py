@@ -108,6 +108,17 @@ def test_photon_versions_are_content_addressed(api: TestClient, platform: Platfo
     ({"name": "ok", "files": {"app.py": "from leptonic import Photon\n"
                                         "class Echo(Photon):\n    pass\n"}}, 422,
      ["handler"]),
+    ({"name": "ok", "files": {"app.py": "import socket\nfrom leptonic import Photon, handler\n"
+                                        "class Echo(Photon):\n    @handler\n"
+                                        "    def f(self, s: socket.socket) -> str:\n"
+                                        "        return ''\n"}}, 422,
+     ["'Echo.f'", "socket", "JSON"]),
+    ({"name": "ok", "files": {"app.py": "from leptonic import Photon, handler\n"
+                                        "class Echo(Photon):\n"
+                                        "    @handler(path='/x')\n    def f(self) -> str:\n"
+                                        "        return ''\n"
+                                        "    @handler(path='/x')\n    def g(self) -> str:\n"
+                                        "        return ''\n"}}, 422, ["'/x'"]),
     ({"name": "ok", "files": {"app.py": ECHO, "../evil.py": "x"}}, 422, ["escapes"]),
     ({"name": "ok", "files": {"app.py": ECHO, "/etc/evil.py": "x"}}, 422, ["escapes"]),
     ({"name": "ok", "data": b"this is not a tarball"}, 422, ["tar.gz"]),
