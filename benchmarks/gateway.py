@@ -9,6 +9,8 @@ Modes (each a function below that starts its servers and yields the URL to load)
                   process) with a deployment of ``builtin:echo``, 1 replica, token checked
 * ``platform-2``  the same with 2 replicas
 * ``fastapi``     a bare FastAPI echo app, for comparison (optional)
+* ``litserve``, ``bentoml``, ``rayserve``: the same JSON echo on each peer framework,
+                  run with ``--peer-python`` from a separate venv (benchmarks/peers/)
 
 Every server process is pinned to core 0 and the load generator (this process) to core 1,
 so "gateway-1" measures gateway + replica sharing one core. Each mode gets a warm-up and
@@ -79,13 +81,16 @@ class Context:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)   # sent with every request
     tmpdirs: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
+    peer_python: str | None = None
 
     def spawn(self, args: list[str], ready_url: str | None, timeout_s: float = 60.0,
               port: int | None = None) -> None:
         """Start ``args`` pinned to the server core; wait until ``ready_url`` answers 200
         (or, without one, until ``port`` accepts connections)."""
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        # own session, so stop() takes the whole process tree (peers fork workers)
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True,
                                 preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CPU}))
         self.procs.append(proc)
         deadline = time.monotonic() + timeout_s
@@ -148,19 +153,21 @@ class Context:
         return f"{base}/run/echo"
 
     def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.procs.clear()
         for tmp in self.tmpdirs:
             with contextlib.suppress(Exception):
                 tmp.cleanup()
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
 
 
 @contextlib.contextmanager
@@ -196,6 +203,18 @@ def mode_fastapi(ctx: Context) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}/echo"
 
 
+def _peer(script: str, ready_path: str, path: str) -> Callable[[Context], Iterator[str]]:
+    @contextlib.contextmanager
+    def mode(ctx: Context) -> Iterator[str]:
+        if not ctx.peer_python:
+            raise SystemExit("peer modes need --peer-python (see benchmarks/peers/README.md)")
+        port = free_port()
+        ctx.spawn([ctx.peer_python, str(ROOT / "benchmarks" / "peers" / script), str(port)],
+                  f"http://127.0.0.1:{port}{ready_path}", timeout_s=180)
+        yield f"http://127.0.0.1:{port}{path}"
+    return mode
+
+
 MODES: dict[str, Callable[[Context], contextlib.AbstractContextManager[str]]] = {
     "runner": mode_runner,
     "gateway-1": mode_gateway_1,
@@ -203,6 +222,9 @@ MODES: dict[str, Callable[[Context], contextlib.AbstractContextManager[str]]] = 
     "platform-1": mode_platform_1,
     "platform-2": mode_platform_2,
     "fastapi": mode_fastapi,
+    "litserve": _peer("litserve_echo.py", "/health", "/predict"),
+    "bentoml": _peer("bentoml_echo.py", "/readyz", "/echo"),
+    "rayserve": _peer("rayserve_echo.py", "/-/healthz", "/echo"),
 }
 
 
@@ -229,7 +251,8 @@ class Row:
 
 
 def measure(mode: str, args: argparse.Namespace) -> Row:
-    ctx = Context(handler_path=args.handler_path, replica_cmd=args.replica_cmd)
+    ctx = Context(handler_path=args.handler_path, replica_cmd=args.replica_cmd,
+                  peer_python=args.peer_python)
     try:
         with MODES[mode](ctx) as url:
             runs = []
@@ -340,6 +363,9 @@ def main() -> None:
     parser.add_argument("--replica-cmd", default=None,
                         help="serve replicas with this command ('{port}' is filled in) "
                              "instead of the photon runner")
+    parser.add_argument("--peer-python", default=None,
+                        help="python of a venv with litserve/bentoml/ray[serve] for the "
+                             "peer modes")
     parser.add_argument("--json", default=None, help="also write raw results here")
     parser.add_argument("--client-compare", action="store_true")
     args = parser.parse_args()
