@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -77,4 +78,64 @@ tokens = Table(
     Column("expires_at", Float, nullable=True),
     Column("last_used_at", Float, nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
+)
+
+# -- observability (migration 0003) ---------------------------------------------------------
+# Built-in time series: one row per (series, resolution, timestamp) holding every metric of
+# that sample as JSON; ``resolution`` 0 is the raw samples, others are downsampled buckets.
+metric_samples = Table(
+    "metric_samples", metadata,
+    Column("series", String(160), primary_key=True),     # "deployment/echo", "node/local"
+    Column("resolution", Integer, primary_key=True),     # seconds per point; 0 = raw
+    Column("ts", Float, primary_key=True),
+    Column("data", JSON, nullable=False),                # {"requests_per_s": 1.5, ...}
+    Index("ix_metric_samples_resolution_ts", "resolution", "ts"),
+)
+
+alert_rules = Table(
+    "alert_rules", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("deployment", String(64), nullable=True, index=True),   # None: every deployment
+    Column("expr", String(500), nullable=False),
+    Column("for_s", Float, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("notify", JSON, nullable=False),              # ["webhook:URL", "email:ADDR"]
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+alert_states = Table(
+    "alert_states", metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("target", String(160), primary_key=True),     # "deployment/echo", "node/local"
+    Column("state", String(16), nullable=False),         # inactive|pending|firing|resolved
+    Column("since", Float, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("fired_at", Float, nullable=True),
+    Column("resolved_at", Float, nullable=True),
+    Column("evaluated_at", Float, nullable=False),
+)
+
+alert_notifications = Table(
+    "alert_notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(400), nullable=False, unique=True),
+    Column("rule", String(64), nullable=False, index=True),
+    Column("target", String(160), nullable=False),
+    Column("destination", Text, nullable=False),         # the clear notify target
+    Column("status", String(16), nullable=False),        # pending|sent|failed
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False, index=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float, nullable=True),
+)
+
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("hash", String(64), primary_key=True),        # sha256 of the session cookie
+    Column("subject", String(128), nullable=False),      # who logged in ("token:admin")
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
 )
