@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ml]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,13 +28,18 @@ lint: install
 	$(BIN)/ruff check leptonic tests benchmarks examples
 	$(BIN)/mypy leptonic/core
 
+# The integration suite also runs on a real PostgreSQL: .ci/postgres.sh installs and starts
+# one where it can (root or sudo); elsewhere those tests are skipped, unless
+# LEPTONIC_REQUIRE_SYSTEM_DEPS=1 (CI) makes a missing server a failure.
 test: lint
+	LEPTONIC_TEST_POSTGRES_URL=$${LEPTONIC_TEST_POSTGRES_URL:-$$(.ci/postgres.sh 2>/dev/null || true)} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: install
+	LEPTONIC_TEST_POSTGRES_URL=$${LEPTONIC_TEST_POSTGRES_URL:-$$(.ci/postgres.sh 2>/dev/null || true)} \
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 e2e: install

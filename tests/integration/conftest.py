@@ -6,6 +6,8 @@ ready without processes; the photon inspector (a subprocess by design) is real.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,15 +20,48 @@ from leptonic.platform import Platform
 from leptonic.runtime.fake import FakeBackend, FakeProber
 
 
+def _postgres_admin_url() -> str:
+    url = os.environ.get("LEPTONIC_TEST_POSTGRES_URL", "")
+    if not url:
+        if os.environ.get("LEPTONIC_REQUIRE_SYSTEM_DEPS"):
+            pytest.fail("LEPTONIC_TEST_POSTGRES_URL is not set; .ci/postgres.sh starts a server")
+        pytest.skip("no PostgreSQL: set LEPTONIC_TEST_POSTGRES_URL (make test does it with "
+                    ".ci/postgres.sh where it can install and start a server)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Every integration test runs on SQLite (the embedded default) and on a fresh
+    database of a real PostgreSQL server."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import psycopg
+
+    admin = _postgres_admin_url()
+    name = f"leptonic_test_{uuid.uuid4().hex[:12]}"
+    base, _, _ = admin.rpartition("/")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", port=18080,
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", port=18080, database_url=database_url,
                     max_body_bytes=64 * 1024, max_bundle_bytes=1024 * 1024)
 
 
 @pytest.fixture
-def platform(settings: Settings) -> Platform:
-    return Platform(settings, tick_s=0.02, backend=FakeBackend(), prober=FakeProber())
+def platform(settings: Settings) -> Iterator[Platform]:
+    p = Platform(settings, tick_s=0.02, backend=FakeBackend(), prober=FakeProber())
+    yield p
+    p.store.close()
 
 
 @pytest.fixture

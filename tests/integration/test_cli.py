@@ -32,19 +32,27 @@ ECHO = (
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "echo"
 
 
-class _SharedTransport(httpx.BaseTransport):
-    """The fixture's transport, lent to each CLI client: closing a client must not close it."""
+class _TestClientTransport(httpx.BaseTransport):
+    """Sends the CLI client's requests through the running platform's TestClient.
 
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
+    Requests and responses are copied across, so this works whichever HTTP library the
+    TestClient is built on, and closing a CLI client never closes the shared TestClient.
+    """
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self.inner.handle_request(request)
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "host"]
+        resp = self.client.request(request.method, str(request.url), headers=headers,
+                                   content=request.read())
+        return httpx.Response(resp.status_code, headers=list(resp.headers.multi_items()),
+                              content=resp.content, request=request)
 
 
 @pytest.fixture
 def cli(api: TestClient, token: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    transport = _SharedTransport(api._transport)
+    transport = _TestClientTransport(api)
 
     def make_client(url: str | None, tok: str | None) -> Client:
         return Client(url="http://testserver", token=tok or token, transport=transport)
