@@ -49,7 +49,7 @@ class Platform:
         self.verifier = TokenVerifier(self.store)
         self.registry = CollectorRegistry()
         self.routes = RouteTable()
-        self.gateway = Gateway(self.routes, authorize=self.verifier.verify,
+        self.gateway = Gateway(self.routes, authorize=self.verifier.authorize_run,
                                max_body_bytes=settings.max_body_bytes, registry=self.registry)
         self.backend: Backend = backend or LocalBackend(self.layout, host="127.0.0.1")
         self.prober: Prober = prober or HttpProber()

@@ -66,6 +66,10 @@ class TokenVerifier:
         self._cache: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()
 
+    def authorize_run(self, token: str | None, deployment: str) -> bool:
+        """May this token call ``/run/{deployment}/...``? (the gateway's check)"""
+        return self.verify(token)
+
     def verify(self, token: str | None) -> bool:
         if not token or not token.startswith(PREFIX) or len(token) > 256:
             return False

@@ -22,6 +22,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -39,6 +40,18 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EJECT_SECONDS = 5.0
+@dataclass(frozen=True)
+class Refusal:
+    """Why the gateway will not serve a request, as the problem+json it answers with."""
+
+    status: int
+    title: str
+    detail: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+Authorize = Callable[[str | None, str], "Refusal | bool | None"]
+
 UNKNOWN_DEPLOYMENT = "(unknown)"   # metrics label for requests to no known deployment
 
 # Request headers that are not forwarded as they are: hop-by-hop ones (RFC 9110 7.6.1),
@@ -110,8 +123,10 @@ def _bearer(value: bytes | None) -> str | None:
 class Gateway:
     """ASGI app for ``/run/{deployment}/{rest...}``; see the module docstring.
 
-    ``authorize(token)`` gets the bearer token or ``None`` and says whether to serve the
-    request (no callable: every request is served). With ``registry=None`` the metrics go
+    ``authorize(token, deployment)`` gets the bearer token (or ``None``) and the deployment
+    asked for, and answers True/None to serve the request, False for a 401, or a
+    ``Refusal`` for any other answer (403, 429 with Retry-After); with no callable every
+    request is served. With ``registry=None`` the metrics go
     to a private registry, reachable as ``gateway.registry``. ``rng`` seeds replica choice.
     ``outstanding`` maps replica id to its in-flight requests (absent means 0).
     """
@@ -120,7 +135,7 @@ class Gateway:
         self,
         table: RouteTable,
         *,
-        authorize: Callable[[str | None], bool] | None = None,
+        authorize: Authorize | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         retries: int = 2,
         connect_timeout: float = 2.0,
@@ -219,11 +234,17 @@ class Gateway:
         if connection_tokens is not None:
             forwarded = _drop_connection_named(forwarded, connection_tokens)
 
-        if self.authorize is not None and not self.authorize(_bearer(authorization)):
-            await _problem(send, 401, "Unauthorized",
-                           "this gateway needs a token: send 'Authorization: Bearer TOKEN'",
-                           extra_headers=[(b"www-authenticate", b"Bearer")])
-            return
+        if self.authorize is not None:
+            verdict = self.authorize(_bearer(authorization), deployment)
+            if isinstance(verdict, Refusal):
+                await _problem(send, verdict.status, verdict.title, verdict.detail,
+                               extra_headers=list(verdict.headers))
+                return
+            if verdict is False:
+                await _problem(send, 401, "Unauthorized",
+                               "this gateway needs a token: send 'Authorization: Bearer TOKEN'",
+                               extra_headers=[(b"www-authenticate", b"Bearer")])
+                return
 
         # The body: refuse early on a declared length over the limit, count streamed bytes.
         limit = self.max_body_bytes

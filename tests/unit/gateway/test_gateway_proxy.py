@@ -112,7 +112,7 @@ async def test_head_request_has_no_body(upstreams: Replicas) -> None:
 async def test_token_is_required_when_authorize_is_set(upstreams: Replicas) -> None:
     seen: list[str | None] = []
 
-    def authorize(token: str | None) -> bool:
+    def authorize(token: str | None, deployment: str) -> bool:
         seen.append(token)
         return token == "secret"
 
