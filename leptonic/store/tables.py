@@ -78,6 +78,12 @@ tokens = Table(
     Column("expires_at", Float, nullable=True),
     Column("last_used_at", Float, nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
+    # added by migration 0004 (users and roles)
+    Column("kind", String(16), nullable=False, default="api"),   # api|session|invite
+    Column("user_id", Integer, nullable=True, index=True),       # the user it acts for
+    Column("deployment", String(64), nullable=True),   # only /run/<deployment> when set
+    Column("rate_limit_rps", Float, nullable=True),    # gateway requests/s, None: no limit
+    Column("created_by", String(128), nullable=True),
 )
 
 # -- observability (migration 0003) ---------------------------------------------------------
@@ -138,4 +144,36 @@ web_sessions = Table(
     Column("subject", String(128), nullable=False),      # who logged in ("token:admin")
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False, index=True),
+)
+
+# -- users, secrets, audit (migration 0004) --------------------------------------------------
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),    # argon2id
+    Column("role", String(16), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_login_at", Float, nullable=True),
+)
+
+secrets = Table(
+    "secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("ciphertext", Text, nullable=False),              # Fernet token
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("created_by", String(128), nullable=True),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),            # "user:alice", "token:ci"
+    Column("action", String(16), nullable=False),            # HTTP method
+    Column("object", String(300), nullable=False),           # the path acted on
+    Column("status", Integer, nullable=False),
+    Column("source", String(64), nullable=False),            # client address
 )
