@@ -89,6 +89,9 @@ class DeploymentSpec(BaseModel):
     photon_version: int = Field(ge=0, default=0)  # resolved version (0 for builtin)
     replicas: int = Field(ge=0, le=MAX_REPLICAS, default=1)
     env: dict[str, str] = Field(default_factory=dict)
+    # secrets injected as environment variables of the same name (values never stored here)
+    secrets: list[str] = Field(default_factory=list)
+    public: bool = False             # /run/<name> without a token when True
 
 
 class DeploymentStatus(BaseModel):

@@ -31,6 +31,7 @@ from leptonic.core.models import (
 )
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
+from leptonic.store.accounts import AccountsMixin
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -62,7 +63,7 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-class Store:
+class Store(AccountsMixin):
     """Platform state on SQLite (default) or PostgreSQL."""
 
     def __init__(self, url: str) -> None:
