@@ -2,9 +2,14 @@
 
 The :class:`Batcher` owns the queue and the timing only; sending responses is the
 runner's business. A batch is dispatched when ``max_batch_size`` items are waiting or
-``max_wait_s`` after its first item arrived, whichever comes first. Batches run one at a
-time (a batched function usually saturates one accelerator); items that arrive while a
-batch runs form the next one.
+``max_wait_s`` after its first item arrived, whichever comes first; items that queued up
+while the previous batch ran go at once (their wait is already over). Batches run one at
+a time (a batched function usually saturates one core or accelerator), a sync function in
+a worker thread so the event loop keeps accepting requests while the model runs.
+
+The queue is bounded: past ``max_queue`` waiting items ``submit`` raises
+:class:`QueueFull` (429 with a Retry-After estimated from recent batch durations), so an
+overloaded replica answers at once rather than letting latency grow without limit.
 """
 
 from __future__ import annotations
@@ -12,23 +17,87 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from leptonic.errors import LeptonicError
+from leptonic.errors import InvalidInput, LeptonicError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
 BatchFn = Callable[[list[Any]], "Sequence[Any] | Awaitable[Sequence[Any]]"]
+
+# A bound that lets a few seconds of work queue up at typical batch sizes, no more.
+DEFAULT_QUEUE_BATCHES = 16
+MIN_DEFAULT_QUEUE = 256
+
+
+def default_max_queue(max_batch_size: int) -> int:
+    """The queue bound used when none is configured: 16 batches, at least 256 items."""
+    return max(MIN_DEFAULT_QUEUE, DEFAULT_QUEUE_BATCHES * max_batch_size)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """A replica's overrides of its batched handlers' settings (None: the handler's own).
+
+    Read from the deployment's environment by :meth:`from_env`, so batching is tuned per
+    deployment without a code change (``--env LEPTONIC_BATCH_SIZE=1`` turns it off: one
+    request per call, one call at a time).
+    """
+
+    max_batch_size: int | None = None
+    max_wait_ms: float | None = None
+    max_queue: int | None = None
+
+    ENV_SIZE = "LEPTONIC_BATCH_SIZE"
+    ENV_WAIT = "LEPTONIC_BATCH_WAIT_MS"
+    ENV_QUEUE = "LEPTONIC_BATCH_QUEUE"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BatchConfig:
+        """Parse the ``LEPTONIC_BATCH_*`` variables; InvalidInput names a bad one."""
+        def number(key: str, kind: type[int] | type[float], low: float) -> Any:
+            raw = environ.get(key, "").strip()
+            if not raw:
+                return None
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or value < low or not math.isfinite(value):
+                want = "an integer" if kind is int else "a number"
+                raise InvalidInput(f"{key}={raw!r}: must be {want} >= {low:g}")
+            return value
+
+        return cls(max_batch_size=number(cls.ENV_SIZE, int, 1),
+                   max_wait_ms=number(cls.ENV_WAIT, float, 0),
+                   max_queue=number(cls.ENV_QUEUE, int, 1))
 
 
 class BatchOutputError(LeptonicError):
     """A batched function broke its contract: not exactly one output per input."""
 
     title = "Batched handler broke its contract"
+
+
+class QueueFull(TooManyRequests):
+    """The batch queue is at its bound; ``retry_after_s`` says when to try again."""
+
+    def __init__(self, detail: str, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after_s = retry_after_s
+
+
+class BatchObserver(Protocol):
+    """Receives one call per dispatched batch (the runner turns these into histograms)."""
+
+    def observe_batch(self, size: int, queue_waits_s: Sequence[float], run_s: float) -> None:
+        """``size`` items ran for ``run_s`` seconds after waiting ``queue_waits_s`` each."""
 
 
 @dataclass(slots=True)
@@ -43,34 +112,56 @@ class Batcher:
 
     ``fn`` may be sync (run in ``executor``, or the loop's default one, so the event loop
     stays free) or async. It must return a sequence with exactly one output per input, in
-    order; otherwise every caller of that batch gets a :class:`BatchOutputError`. An
-    exception from ``fn`` fails only the callers of that batch. A caller cancelled while
-    waiting is dropped from its batch; the others are unaffected.
+    order; otherwise every caller of that batch gets a :class:`BatchOutputError`. An output
+    that is an ``Exception`` instance is raised to its own caller only (how a function
+    rejects one bad input without failing the rest). An exception raised by ``fn`` fails
+    only the callers of that batch. A caller cancelled while waiting is dropped from its
+    batch; the others are unaffected. ``max_queue`` bounds the waiting items (None: no
+    bound).
     """
 
     def __init__(self, fn: BatchFn, max_batch_size: int, max_wait_s: float, name: str,
-                 *, executor: Executor | None = None) -> None:
+                 *, executor: Executor | None = None, max_queue: int | None = None,
+                 observer: BatchObserver | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, not {max_batch_size}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must be >= 0, not {max_wait_s}")
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1 (or None for no bound), not {max_queue}")
         self.fn = fn
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
         self.name = name
         self._executor = executor
+        self._observer = observer
         self._is_async = inspect.iscoroutinefunction(fn)
         self._queue: deque[_Pending] = deque()
         self._full = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._batch_s = 0.0          # moving average of a batch's run time, for Retry-After
 
     @property
     def pending(self) -> int:
         """Items waiting for a batch (cancelled ones not yet dropped included)."""
         return len(self._queue)
 
+    def retry_after_s(self) -> int:
+        """Whole seconds until the queue has likely drained (at least 1)."""
+        batches = math.ceil(len(self._queue) / self.max_batch_size) + 1
+        return max(1, math.ceil(batches * (self._batch_s + self.max_wait_s)))
+
     async def submit(self, item: Any) -> Any:
-        """Queue ``item``; return its output once its batch has run."""
+        """Queue ``item``; return its output once its batch has run.
+
+        Raises :class:`QueueFull` at once when ``max_queue`` items are already waiting.
+        """
+        if self.max_queue is not None and len(self._queue) >= self.max_queue:
+            raise QueueFull(
+                f"handler {self.name!r} has {len(self._queue)} requests queued, its limit; "
+                f"retry later or add replicas", self.retry_after_s(),
+                queue_limit=self.max_queue)
         loop = asyncio.get_running_loop()
         pending = _Pending(item, loop.create_future(), loop.time())
         self._queue.append(pending)
@@ -116,15 +207,16 @@ class Batcher:
             if len(self._queue) < self.max_batch_size:
                 self._full.clear()
             if batch:
-                await self._dispatch(batch)
+                await self._dispatch(batch, loop.time())
 
     def _drop_cancelled(self) -> bool:
         while self._queue and self._queue[0].future.done():
             self._queue.popleft()
         return bool(self._queue)
 
-    async def _dispatch(self, batch: list[_Pending]) -> None:
+    async def _dispatch(self, batch: list[_Pending], now: float) -> None:
         items = [p.item for p in batch]
+        started = time.perf_counter()
         try:
             if self._is_async:
                 outputs = await self.fn(items)  # type: ignore[misc]
@@ -143,6 +235,8 @@ class Batcher:
                 if not p.future.done():
                     p.future.set_exception(exc)
             return
+        finally:
+            self._record(batch, now, time.perf_counter() - started)
         if isinstance(outputs, str | bytes) or not isinstance(outputs, Sequence):
             err = BatchOutputError(
                 f"batched handler {self.name!r} returned {type(outputs).__name__} for a batch "
@@ -153,9 +247,22 @@ class Batcher:
                 f"{len(items)} inputs; it must return exactly one output per input, in order")
         else:
             for p, out in zip(batch, outputs, strict=True):
-                if not p.future.done():
+                if p.future.done():
+                    continue
+                if isinstance(out, Exception):
+                    p.future.set_exception(out)
+                else:
                     p.future.set_result(out)
             return
         for p in batch:
             if not p.future.done():
                 p.future.set_exception(err)
+
+    def _record(self, batch: list[_Pending], now: float, run_s: float) -> None:
+        self._batch_s = run_s if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * run_s
+        if self._observer is not None:
+            try:
+                self._observer.observe_batch(len(batch), [now - p.arrived for p in batch],
+                                             run_s)
+            except Exception:  # metrics must never fail a batch
+                log.exception("batch observer failed for %r", self.name)

@@ -7,14 +7,18 @@ may name classes that do not exist yet while the class body is still executing.
 A handler's request body is a JSON object whose fields are the method's parameters; its
 response is the return value as JSON. Generator functions stream (server-sent events, one
 item per event). A batched handler (``batch=N``) takes ``list[T]`` parameters and returns
-``list[R]``; each client sends one ``T`` per field and gets one ``R`` back.
+``list[R]``; each client sends one ``T`` per field and gets one ``R`` back. An element of
+the returned list that is an ``Exception`` instance is raised to its own client only.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import functools
 import inspect
+import operator
 import re
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +50,7 @@ class HandlerSpec:
     stream: bool
     batch: int | None
     max_wait_ms: float
+    max_queue: int | None
     is_async: bool
     fn: Callable[..., Any]
 
@@ -73,18 +78,22 @@ def handler(fn: F, /) -> F: ...
 @overload
 def handler(
     fn: None = None, /, *, path: str | None = None, batch: int | None = None,
-    max_wait_ms: float = 10, stream: bool | None = None,
+    max_wait_ms: float = 10, max_queue: int | None = None, stream: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
 def handler(
     fn: Callable[..., Any] | None = None, /, *, path: str | None = None,
-    batch: int | None = None, max_wait_ms: float = 10, stream: bool | None = None,
+    batch: int | None = None, max_wait_ms: float = 10, max_queue: int | None = None,
+    stream: bool | None = None,
 ) -> Any:
     """Expose a photon method as ``POST /{path}`` (default: the method's name).
 
     Usable bare (``@handler``) or with options (``@handler(batch=64, max_wait_ms=10)``).
-    ``stream`` defaults to whether the method is a (async) generator function.
+    ``batch=N`` gathers concurrent requests into one call with up to N items, waiting at
+    most ``max_wait_ms`` after the first; at most ``max_queue`` requests wait (default: 16
+    batches, at least 256), further ones get 429. ``stream`` defaults to whether the method
+    is a (async) generator function.
     """
 
     def mark(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,10 +109,18 @@ def handler(
         if not isinstance(max_wait_ms, int | float) or max_wait_ms < 0:
             raise PhotonDefinitionError(
                 f"handler {name!r}: max_wait_ms must be a number >= 0, not {max_wait_ms!r}")
+        if max_queue is not None and (isinstance(max_queue, bool)
+                                      or not isinstance(max_queue, int) or max_queue < 1):
+            raise PhotonDefinitionError(
+                f"handler {name!r}: max_queue must be a positive int (requests allowed to "
+                f"wait for a batch), not {max_queue!r}")
+        if max_queue is not None and batch is None:
+            raise PhotonDefinitionError(
+                f"handler {name!r}: max_queue bounds the batch queue, so it needs batch=N")
         route = _normalise_path(name, path)
         spec = HandlerSpec(
             name=name, path=route, stream=is_gen if stream is None else bool(stream),
-            batch=batch, max_wait_ms=float(max_wait_ms),
+            batch=batch, max_wait_ms=float(max_wait_ms), max_queue=max_queue,
             is_async=inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func),
             fn=func)
         setattr(func, HANDLER_ATTR, spec)
@@ -192,7 +209,7 @@ def signature_of(spec: HandlerSpec, owner: type | None = None) -> HandlerSignatu
                 raise PhotonDefinitionError(
                     f"handler {where!r} is batched (batch={spec.batch}) so it must return "
                     f"list[R] (one R per input), not {_type_name(ret)}")
-            ret = item
+            ret = _without_exceptions(item)
     elif spec.stream:
         is_gen = inspect.isgeneratorfunction(spec.fn) or inspect.isasyncgenfunction(spec.fn)
         if not is_gen:
@@ -239,6 +256,18 @@ def _list_item(tp: Any) -> Any | None:
     if tp is list:
         return Any
     return None
+
+
+def _without_exceptions(tp: Any) -> Any:
+    """``R | SomeError`` -> ``R``: a batched handler may return an exception for one item
+    (raised to that client only), so exception types in the item's union are not output."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return tp
+    kept = [a for a in typing.get_args(tp)
+            if not (isinstance(a, type) and issubclass(a, BaseException))]
+    if not kept:
+        return Any
+    return functools.reduce(operator.or_, kept) if len(kept) > 1 else kept[0]
 
 
 def _stream_item(tp: Any) -> Any:

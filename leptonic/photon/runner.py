@@ -22,7 +22,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,7 @@ from prometheus_client.exposition import generate_latest
 from pydantic import ValidationError
 
 from leptonic.errors import PROBLEM_CONTENT_TYPE, LeptonicError, PhotonDefinitionError, problem
-from leptonic.photon.batching import Batcher
+from leptonic.photon.batching import BatchConfig, Batcher, QueueFull, default_max_queue
 from leptonic.photon.handler import HandlerSignature
 from leptonic.photon.openapi import openapi_document, swagger_ui_html
 from leptonic.photon.photon import Photon
@@ -74,6 +82,20 @@ class _RunnerMetrics:
                                  ["handler"], registry=self.registry)
         self.in_flight = Gauge("leptonic_photon_in_flight", "Handler requests in progress",
                                registry=self.registry)
+        self.batch_size = Histogram(
+            "leptonic_photon_batch_size", "Items per call of a batched handler", ["handler"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry)
+        self.queue_wait = Histogram(
+            "leptonic_photon_batch_queue_wait_seconds",
+            "Time a request waited in the batch queue before its batch started", ["handler"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                     2.5, 5.0, 10.0), registry=self.registry)
+        self.batch_seconds = Histogram(
+            "leptonic_photon_batch_seconds", "Run time of one call of a batched handler",
+            ["handler"], registry=self.registry)
+        self.queue_depth = Gauge("leptonic_photon_batch_queue_depth",
+                                 "Requests waiting for a batch", ["handler"],
+                                 registry=self.registry)
         self._counters: dict[tuple[str, int], Any] = {}
 
     def count(self, handler: str, code: int) -> None:
@@ -81,6 +103,23 @@ class _RunnerMetrics:
         if child is None:
             child = self._counters[(handler, code)] = self.requests.labels(handler, str(code))
         child.inc()
+
+
+class _BatchMetrics:
+    """Feeds one batched handler's batches into the runner's histograms."""
+
+    __slots__ = ("run", "size", "wait")
+
+    def __init__(self, metrics: _RunnerMetrics, handler: str) -> None:
+        self.size = metrics.batch_size.labels(handler)
+        self.wait = metrics.queue_wait.labels(handler)
+        self.run = metrics.batch_seconds.labels(handler)
+
+    def observe_batch(self, size: int, queue_waits_s: Sequence[float], run_s: float) -> None:
+        self.size.observe(size)
+        self.run.observe(run_s)
+        for waited in queue_waits_s:
+            self.wait.observe(waited)
 
 
 class HandlerError(LeptonicError):
@@ -96,7 +135,7 @@ class _Endpoint:
                  "path", "sig", "stream", "timer")
 
     def __init__(self, sig: HandlerSignature, photon: Photon, executor: ThreadPoolExecutor,
-                 metrics: _RunnerMetrics) -> None:
+                 metrics: _RunnerMetrics, batching: BatchConfig) -> None:
         spec = sig.spec
         self.sig = sig
         self.name = spec.name
@@ -110,8 +149,14 @@ class _Endpoint:
         self.dump = _serialiser(sig)
         self.batcher: Batcher | None = None
         if spec.batch is not None:
-            self.batcher = Batcher(self._batch_fn(), spec.batch, spec.max_wait_ms / 1000,
-                                   spec.name, executor=executor)
+            size = batching.max_batch_size or spec.batch
+            wait_ms = spec.max_wait_ms if batching.max_wait_ms is None else batching.max_wait_ms
+            if size == 1:
+                wait_ms = 0.0   # batching off: nothing to wait for
+            self.batcher = Batcher(
+                self._batch_fn(), size, wait_ms / 1000, spec.name, executor=executor,
+                max_queue=batching.max_queue or spec.max_queue or default_max_queue(size),
+                observer=_BatchMetrics(metrics, spec.name))
 
     def _batch_fn(self) -> Callable[[list[dict[str, Any]]], Any]:
         fn, params = self.fn, self.params
@@ -167,7 +212,8 @@ class PhotonApp:
     def __init__(self, photon: Photon, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  ready: bool = False, replica_id: str | None = None,
                  on_init_error: Callable[[BaseException], None] | None = None,
-                 max_workers: int | None = None) -> None:
+                 max_workers: int | None = None,
+                 batching: BatchConfig | None = None) -> None:
         self.photon = photon
         self.name = type(photon).__name__
         self.max_body_bytes = max_body_bytes
@@ -180,7 +226,9 @@ class PhotonApp:
         self.signatures = type(photon).signatures()
         self.executor = ThreadPoolExecutor(max_workers=max_workers,
                                            thread_name_prefix="photon-handler")
-        self.endpoints = {sig.spec.path: _Endpoint(sig, photon, self.executor, self.metrics)
+        batching = batching or BatchConfig()
+        self.endpoints = {sig.spec.path: _Endpoint(sig, photon, self.executor, self.metrics,
+                                                   batching)
                           for sig in self.signatures}
         self._init_task: asyncio.Task[None] | None = None
         self._openapi: bytes | None = None
@@ -360,6 +408,11 @@ class PhotonApp:
         return 200
 
     async def _handler_failed(self, ep: _Endpoint, exc: Exception, send: Send) -> int:
+        if isinstance(exc, QueueFull):
+            return await _send_problem(
+                send, exc.status, exc.title, exc.detail,
+                headers=[(b"retry-after", str(exc.retry_after_s).encode())],
+                handler=ep.name, **exc.extra)
         if isinstance(exc, LeptonicError) and not isinstance(exc, HandlerError):
             # raised on purpose by the photon (e.g. InvalidInput): its status and words
             return await _send_problem(send, exc.status, exc.title, exc.detail,
@@ -430,6 +483,9 @@ class PhotonApp:
                                 f"{self.name}.init() has not returned yet")
 
     async def _metrics(self, send: Send) -> None:
+        for ep in self.endpoints.values():
+            if ep.batcher is not None:
+                self.metrics.queue_depth.labels(ep.name).set(ep.batcher.pending)
         body = generate_latest(self.metrics.registry)
         await _send_json(send, 200, body,
                          headers=[(b"content-type", CONTENT_TYPE_LATEST.encode())])
@@ -449,17 +505,19 @@ class PhotonApp:
 def build_app(photon: Photon, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               ready: bool = False, replica_id: str | None = None,
               on_init_error: Callable[[BaseException], None] | None = None,
-              max_workers: int | None = None) -> PhotonApp:
+              max_workers: int | None = None,
+              batching: BatchConfig | None = None) -> PhotonApp:
     """The ASGI app serving ``photon`` (validated first: raises PhotonDefinitionError).
 
     ``ready=True`` marks it ready without running ``init()``; otherwise the ASGI lifespan
     (or ``await app.startup()``) runs it. ``on_init_error`` is called, after the traceback
     is printed, when ``init()`` raises during the lifespan. Sync handlers run in a thread
-    pool of ``max_workers`` threads.
+    pool of ``max_workers`` threads. ``batching`` overrides every batched handler's
+    settings (see :class:`BatchConfig`).
     """
     return PhotonApp(photon, max_body_bytes=max_body_bytes, ready=ready,
                      replica_id=replica_id, on_init_error=on_init_error,
-                     max_workers=max_workers)
+                     max_workers=max_workers, batching=batching)
 
 
 # -- ASGI helpers ------------------------------------------------------------------------
@@ -558,17 +616,25 @@ def _exc_line(exc: BaseException) -> str:
 
 def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
           bundle_dir: str | Path | None = None, replica_id: str | None = None, *,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> int:
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+          environ: Mapping[str, str] | None = None) -> int:
     """Load ``entry``, serve it with uvicorn until SIGTERM/SIGINT; return the exit code.
 
-    0 after a graceful stop (``shutdown()`` called); 1 when the photon cannot be loaded or
-    its ``init()`` raised (the traceback is on stderr, where the platform reads it).
+    0 after a graceful stop (``shutdown()`` called); 1 when the photon cannot be loaded,
+    the ``LEPTONIC_BATCH_*`` settings in ``environ`` (default: the process environment)
+    are invalid, or its ``init()`` raised (the traceback is on stderr, where the platform
+    reads it).
     """
     import uvicorn
 
     from leptonic.photon.loader import load_photon_class
 
     _configure_logging()
+    try:
+        batching = BatchConfig.from_env(os.environ if environ is None else environ)
+    except LeptonicError as exc:
+        print(f"leptonic: {exc.detail}", file=sys.stderr)
+        return 1
     if bundle_dir is not None:
         os.chdir(bundle_dir)
     try:
@@ -594,7 +660,7 @@ def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
 
     try:
         app = build_app(photon, max_body_bytes=max_body_bytes, replica_id=replica_id,
-                        on_init_error=init_failed)
+                        on_init_error=init_failed, batching=batching)
     except PhotonDefinitionError as exc:
         print(f"leptonic: {exc.detail}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""Batcher: size and wait limits, the one-output-per-input contract, failure isolation."""
+"""Batcher: size and wait limits, the one-output-per-input contract, failure isolation,
+the queue bound, metrics, and the per-deployment overrides."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import threading
 
 import pytest
 
-from leptonic.photon.batching import Batcher, BatchOutputError
+from leptonic.errors import InvalidInput
+from leptonic.photon.batching import (
+    BatchConfig,
+    Batcher,
+    BatchOutputError,
+    QueueFull,
+    default_max_queue,
+)
 
 
 class Recorder:
@@ -155,3 +163,160 @@ def test_bad_limits_rejected() -> None:
         Batcher(lambda items: items, 0, 0.1, "x")
     with pytest.raises(ValueError, match="max_wait_s"):
         Batcher(lambda items: items, 1, -1, "x")
+
+
+async def test_full_queue_starts_the_next_batch_without_waiting() -> None:
+    # batches queued up behind a running one go back to back, not max_wait apart
+    release = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def fn(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            await release.wait()
+        return items
+
+    b = Batcher(fn, max_batch_size=2, max_wait_s=60, name="fn")
+    first = [asyncio.ensure_future(b.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    queued = [asyncio.ensure_future(b.submit(i)) for i in (3, 4, 5, 6)]
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(*first, *queued), timeout=2) == [
+        1, 2, 3, 4, 5, 6]
+    assert batches == [[1, 2], [3, 4], [5, 6]]
+
+
+async def test_exception_instance_in_outputs_fails_only_its_caller() -> None:
+    async def fn(items: list[int]) -> list[object]:
+        return [ValueError(f"bad {i}") if i < 0 else i for i in items]
+
+    b = Batcher(fn, max_batch_size=3, max_wait_s=1, name="fn")
+    results = await asyncio.gather(b.submit(1), b.submit(-1), b.submit(2),
+                                   return_exceptions=True)
+    assert results[0] == 1
+    assert results[2] == 2
+    assert isinstance(results[1], ValueError)
+    assert str(results[1]) == "bad -1"
+
+
+async def test_queue_bound_rejects_at_once_with_retry_after() -> None:
+    release = asyncio.Event()
+
+    async def fn(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    b = Batcher(fn, max_batch_size=2, max_wait_s=0, name="embed", max_queue=3)
+    running = [asyncio.ensure_future(b.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)              # batch [1, 2] runs; the queue is empty again
+    waiting = [asyncio.ensure_future(b.submit(i)) for i in (3, 4, 5)]
+    await asyncio.sleep(0)
+    assert b.pending == 3
+    with pytest.raises(QueueFull) as info:
+        await b.submit(6)
+    err = info.value
+    assert err.status == 429
+    assert err.retry_after_s >= 1
+    assert "'embed'" in err.detail
+    assert err.extra == {"queue_limit": 3}
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(*running, *waiting), timeout=2) == [
+        1, 2, 3, 4, 5]
+    assert await b.submit(7) == 7           # room again once the queue drained
+
+
+async def test_cancelled_callers_leave_the_rest_of_their_batch_intact() -> None:
+    rec = Recorder()
+    b = Batcher(rec.double, max_batch_size=4, max_wait_s=0.05, name="double")
+    futs = [asyncio.ensure_future(b.submit(i)) for i in range(4)]
+    await asyncio.sleep(0)
+    futs[1].cancel()
+    futs[3].cancel()
+    assert await asyncio.wait_for(asyncio.gather(futs[0], futs[2]), timeout=2) == [0, 4]
+    assert rec.batches == [[0, 2]]
+    assert await b.submit(5) == 10          # and the batcher keeps working
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, list[float], float]] = []
+
+    def observe_batch(self, size: int, queue_waits_s: list[float], run_s: float) -> None:
+        self.calls.append((size, list(queue_waits_s), run_s))
+
+
+async def test_observer_sees_each_batch_size_and_queue_waits() -> None:
+    rec, obs = Recorder(), Observer()
+    b = Batcher(rec.double, max_batch_size=3, max_wait_s=0.02, name="double", observer=obs)
+    await asyncio.gather(*(b.submit(i) for i in range(5)))
+    assert [c[0] for c in obs.calls] == [3, 2]
+    assert all(len(waits) == size for size, waits, _ in obs.calls)
+    assert all(w >= 0 for _, waits, _ in obs.calls for w in waits)
+    assert max(obs.calls[1][1]) >= 0.015    # the partial batch waited for max_wait
+
+
+async def test_a_failing_observer_does_not_fail_the_batch() -> None:
+    class Broken:
+        def observe_batch(self, size: int, queue_waits_s: list[float], run_s: float) -> None:
+            raise RuntimeError("metrics down")
+
+    rec = Recorder()
+    b = Batcher(rec.double, max_batch_size=2, max_wait_s=0, name="double", observer=Broken())
+    assert await b.submit(2) == 4
+
+
+async def test_event_loop_stays_free_while_a_sync_batch_runs() -> None:
+    gate = threading.Event()
+
+    def model(items: list[int]) -> list[int]:
+        gate.wait(5)                        # a model that holds its thread for a while
+        return items
+
+    b = Batcher(model, max_batch_size=2, max_wait_s=0, name="model")
+    running = asyncio.ensure_future(b.submit(1))
+    ticks = 0
+    for _ in range(5):                      # the loop keeps turning meanwhile
+        await asyncio.sleep(0.005)
+        ticks += 1
+    queued = asyncio.ensure_future(b.submit(2))
+    await asyncio.sleep(0.01)
+    assert not running.done()
+    assert b.pending == 1                   # the new request queued behind the running batch
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(running, queued), timeout=5) == [1, 2]
+    assert ticks == 5
+
+
+def test_bad_queue_bound_rejected() -> None:
+    with pytest.raises(ValueError, match="max_queue"):
+        Batcher(lambda items: items, 1, 0, "x", max_queue=0)
+
+
+def test_default_queue_bound_scales_with_batch_size() -> None:
+    assert default_max_queue(1) == 256
+    assert default_max_queue(64) == 1024
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, BatchConfig()),
+    ({"LEPTONIC_BATCH_SIZE": "1"}, BatchConfig(max_batch_size=1)),
+    ({"LEPTONIC_BATCH_SIZE": " 32 ", "LEPTONIC_BATCH_WAIT_MS": "2.5",
+      "LEPTONIC_BATCH_QUEUE": "100"}, BatchConfig(32, 2.5, 100)),
+    ({"LEPTONIC_BATCH_WAIT_MS": "0"}, BatchConfig(max_wait_ms=0.0)),
+])
+def test_batch_config_from_env(env: dict[str, str], expected: BatchConfig) -> None:
+    assert BatchConfig.from_env(env) == expected
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"LEPTONIC_BATCH_SIZE": "0"}, "LEPTONIC_BATCH_SIZE"),
+    ({"LEPTONIC_BATCH_SIZE": "many"}, "LEPTONIC_BATCH_SIZE"),
+    ({"LEPTONIC_BATCH_WAIT_MS": "-1"}, "LEPTONIC_BATCH_WAIT_MS"),
+    ({"LEPTONIC_BATCH_WAIT_MS": "inf"}, "LEPTONIC_BATCH_WAIT_MS"),
+    ({"LEPTONIC_BATCH_QUEUE": "1.5"}, "LEPTONIC_BATCH_QUEUE"),
+])
+def test_batch_config_rejects_bad_values_naming_the_variable(env: dict[str, str],
+                                                            named: str) -> None:
+    with pytest.raises(InvalidInput, match=named):
+        BatchConfig.from_env(env)
