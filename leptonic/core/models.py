@@ -6,10 +6,12 @@ what the controllers observed (written by controllers only).
 
 from __future__ import annotations
 
+import itertools
 import re
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leptonic.errors import InvalidInput
 
@@ -82,6 +84,104 @@ class DeploymentPhase(StrEnum):
     DELETING = "Deleting"     # delete asked; replicas being stopped
 
 
+# -- how a deployment changes, scales and is checked (parts of DeploymentSpec) ----------
+
+class StrategyType(StrEnum):
+    ROLLING = "rolling"         # replace replicas a few at a time (max_surge/max_unavailable)
+    BLUE_GREEN = "blue-green"   # a full new set beside the old; switch all traffic at once
+    CANARY = "canary"           # shift traffic by steps, each gated by an analysis
+
+
+_AMOUNT_RE = re.compile(r"^(\d{1,2}|100)%$|^\d{1,2}$")
+
+
+class AnalysisSpec(BaseModel):
+    """The checks a canary step must pass; defaults are Flagger's built-in metric checks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_success_rate: float = Field(default=0.99, ge=0.0, le=1.0)   # answers that are not 5xx
+    max_p99_ms: float = Field(default=500.0, gt=0)                   # time to response headers
+    # a step passes on fewer requests only if it cannot fail any more (see core.rollout)
+    min_requests: int = Field(default=100, ge=1)
+
+
+class StrategySpec(BaseModel):
+    """How a new replica template (photon version, env) replaces the serving one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: StrategyType = StrategyType.ROLLING
+    max_surge: str = "25%"            # rolling: replicas above desired, "N" or "N%" (round up)
+    max_unavailable: str = "25%"      # rolling: desired replicas allowed not ready (round down)
+    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100])   # canary weights
+    step_interval_s: float = Field(default=60.0, ge=0)       # canary: hold of each step
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    smoke_path: str | None = None     # blue-green: POSTed to every new replica before switching
+    smoke_body: dict[str, Any] = Field(default_factory=dict)
+    keep_old_s: float = Field(default=300.0, ge=0)           # blue-green: old set kept for rollback
+    progress_deadline_s: float = Field(default=600.0, gt=0)  # no progress this long: roll back
+
+    @field_validator("max_surge", "max_unavailable")
+    @classmethod
+    def _amount(cls, v: str) -> str:
+        v = str(v).strip()
+        if not _AMOUNT_RE.match(v):
+            raise ValueError(f"{v!r} is not a replica count (0-99) or a percentage (0%-100%)")
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        if not v or any(not 0 < w <= 100 for w in v) or any(
+                a >= b for a, b in itertools.pairwise(v)):
+            raise ValueError("canary steps are increasing traffic percentages in 1..100, "
+                             "e.g. [10, 25, 50, 100]")
+        return v if v[-1] == 100 else [*v, 100]
+
+    @field_validator("smoke_path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or any(c in v for c in " \r\n?#")):
+            raise ValueError(f"smoke_path {v!r} must be a path such as '/echo'")
+        return v
+
+
+class AutoscalingSpec(BaseModel):
+    """Replicas follow the requests in flight; defaults are Ray Serve's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(default=4, ge=1, le=MAX_REPLICAS)
+    target_concurrency: float = Field(default=2.0, gt=0)    # requests in flight per replica
+    upscale_delay_s: float = Field(default=30.0, ge=0)
+    downscale_delay_s: float = Field(default=600.0, ge=0)
+    scale_to_zero_after_s: float = Field(default=600.0, ge=0)   # idle this long: 0 (min_replicas 0)
+    look_back_s: float = Field(default=30.0, gt=0)           # in-flight requests averaged over this
+    max_queued: int = Field(default=100, ge=0)      # requests the gateway holds while at zero
+    queue_timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas "
+                             f"({self.max_replicas})")
+        return self
+
+
+class ProbeSpec(BaseModel):
+    """Readiness/liveness probes of each replica (``GET /readyz``); Kubernetes probes every
+    10 s and replaces a container after 3 failures, these defaults are ten times tighter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+    readiness_failures: int = Field(default=1, ge=1)   # failed probes in a row: no more traffic
+    liveness_failures: int = Field(default=3, ge=1)    # unanswered probes in a row: replaced
+
+
 class DeploymentSpec(BaseModel):
     """What the user asked for. Written by the API only."""
 
@@ -92,6 +192,20 @@ class DeploymentSpec(BaseModel):
     # secrets injected as environment variables of the same name (values never stored here)
     secrets: list[str] = Field(default_factory=list)
     public: bool = False             # /run/<name> without a token when True
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    autoscaling: AutoscalingSpec | None = None     # None: exactly ``replicas`` replicas
+    probes: ProbeSpec = Field(default_factory=ProbeSpec)
+    drain_timeout_s: float = Field(default=30.0, ge=0)  # in-flight requests finish
+
+
+class AutoscaleState(BaseModel):
+    """The autoscaler's memory between ticks (controller-written, survives a restart)."""
+
+    replicas: int = 0                # replicas it scaled to
+    proposal: int = 0                # what the load asks for right now
+    proposal_since: float | None = None   # since when the load asks for more (or fewer)
+    last_active_at: float = 0.0      # last time a request was seen
+    in_flight: float = 0.0           # average requests in flight over the look-back
 
 
 class DeploymentStatus(BaseModel):
@@ -109,6 +223,9 @@ class DeploymentStatus(BaseModel):
     # replaced, while a spec change that only scales leaves running replicas alone.
     template_hash: str = ""
     template_generation: int = 0
+    desired_replicas: int = 0        # what the controller aims for: spec or autoscaler
+    autoscale: AutoscaleState | None = None
+    rollout: str = ""                # phase of the latest rollout ("" before the first)
     updated_at: float = 0.0
 
 
@@ -133,6 +250,7 @@ class Replica(BaseModel):
     started_at: float | None = None
     ready_at: float | None = None
     next_restart_at: float | None = None
+    probe_failures: int = 0         # probes failed in a row; no traffic while above 0
 
 
 class Deployment(BaseModel):
@@ -145,6 +263,90 @@ class Deployment(BaseModel):
     deleting: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+# -- rollouts ------------------------------------------------------------------------------
+
+class Template(BaseModel):
+    """One replica template of a deployment: the spec its replicas were started from.
+    ``generation`` names it (replicas carry it); equal ``hash`` means interchangeable."""
+
+    generation: int
+    hash: str
+    spec: DeploymentSpec
+
+    @property
+    def label(self) -> str:
+        spec = self.spec
+        if spec.photon.startswith("builtin:") or not spec.photon_version:
+            return f"{spec.photon} (generation {self.generation})"
+        return f"{spec.photon}@{spec.photon_version} (generation {self.generation})"
+
+
+class RolloutPhase(StrEnum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"      # the target serves all traffic
+    ROLLED_BACK = "RolledBack"   # a check failed; the stable template serves again
+    ABORTED = "Aborted"          # a user aborted; the stable template serves again
+
+
+DONE_PHASES = frozenset({RolloutPhase.SUCCEEDED, RolloutPhase.ROLLED_BACK,
+                         RolloutPhase.ABORTED})
+
+
+class CheckResult(BaseModel):
+    """One analysis check: the canary's figure beside the stable set's, and the verdict."""
+
+    name: str                        # "success-rate", "latency-p99", "smoke", "health"
+    value: float | None = None       # the canary's figure (None: no requests yet)
+    stable: float | None = None      # the stable set's figure, for comparison
+    threshold: float | None = None
+    unit: str = ""                   # "%" or "ms"
+    requests: int = 0                # canary requests in the window
+    stable_requests: int = 0
+    passed: bool | None = None       # None: not enough requests to tell yet
+    detail: str = ""
+
+
+class RolloutStatus(BaseModel):
+    """The state of one rollout, written by the controller only and kept in the store, so a
+    restarted control plane carries on from here."""
+
+    id: int                          # 1, 2, ... per deployment (0: the first template)
+    strategy: StrategySpec
+    phase: RolloutPhase = RolloutPhase.PROGRESSING
+    stable: Template                 # what served before; serves again on rollback
+    target: Template                 # what the spec asks for
+    previous: Template | None = None     # blue-green: the old set, kept until keep_until
+    keep_until: float | None = None
+    step: int = -1                   # canary: index of the held weight; blue-green: 1 switched
+    weights: dict[str, int] = Field(default_factory=dict)  # generation -> traffic %
+    desired: dict[str, int] = Field(default_factory=dict)  # generation -> replicas
+    started_at: float = 0.0
+    step_started_at: float = 0.0    # also the start of the analysis window
+    last_progress_at: float = 0.0
+    finished_at: float | None = None
+    analysis: list[CheckResult] = Field(default_factory=list)
+    message: str = ""
+    reason: str = ""                 # why it was rolled back or aborted
+
+
+class RolloutControl(BaseModel):
+    """What a user asked of a rollout (written by the API only); applies to rollout ``id``."""
+
+    id: int = 0
+    paused: bool = False
+    promote: bool = False
+    abort: bool = False
+
+
+class Rollout(BaseModel):
+    """``GET /deployments/{name}/rollout``: the controller's state and the user's requests."""
+
+    deployment: str
+    status: RolloutStatus
+    control: RolloutControl = Field(default_factory=RolloutControl)
 
 
 class HandlerInfo(BaseModel):
