@@ -37,6 +37,8 @@ class Platform:
 
     def __init__(self, settings: Settings, *, tick_s: float = 0.25,
                  backend: Backend | None = None, prober: Prober | None = None) -> None:
+        from leptonic.auth.ratelimit import FailureWindow
+        from leptonic.auth.secrets import SecretBox
         from leptonic.auth.tokens import TokenVerifier
         from leptonic.store.artifacts import ArtifactStore
         from leptonic.store.store import Store
@@ -46,7 +48,11 @@ class Platform:
         self.store = Store(settings.db_url)
         self.store.migrate()
         self.artifacts = ArtifactStore(self.layout.artifacts)
-        self.verifier = TokenVerifier(self.store)
+        self.verifier = TokenVerifier(self.store, is_public=self.is_public)
+        self.secrets = SecretBox.for_data_dir(self.layout.root)
+        self.login_limits = {"user": FailureWindow(limit=5, window_s=300),
+                             "address": FailureWindow(limit=30, window_s=300)}
+        self._public: tuple[float, frozenset[str]] = (0.0, frozenset())
         self.registry = CollectorRegistry()
         self.routes = RouteTable()
         self.gateway = Gateway(self.routes, authorize=self.verifier.authorize_run,
@@ -63,6 +69,16 @@ class Platform:
         self.api = create_app(self)
 
     # -- wiring -----------------------------------------------------------------------
+    def is_public(self, deployment: str) -> bool:
+        """Is ``deployment`` served without a token? (refreshed at most once a second)"""
+        at, names = self._public
+        now = time.monotonic()
+        if now - at > 1.0:
+            names = frozenset(d.name for d in self.store.list_deployments()
+                              if d.spec.public and not d.deleting)
+            self._public = (now, names)
+        return deployment in names
+
     def publish_routes(self, routes: Routes) -> None:
         self.routes.replace_all({name: [Upstream(rid, url) for rid, url in ups]
                                  for name, ups in routes.items()})

@@ -1,5 +1,6 @@
-"""The control-plane FastAPI app: routers under ``/api/v1``, all behind the token check,
-bodies bounded, every error rendered as problem+json."""
+"""The control-plane FastAPI app: routers under ``/api/v1``, each route checked against the
+permission table (``auth.roles``), state changes audited, bodies bounded, every error
+rendered as problem+json."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from starlette.responses import Response
 
 from leptonic import __version__
 from leptonic.api import problems
+from leptonic.api.audit import AuditLog
 from leptonic.api.deps import require_token
 from leptonic.api.limits import BodyLimit
-from leptonic.api.routes import cluster, deployments, photons, status
+from leptonic.api.routes import audit, auth, cluster, deployments, photons, secrets, status
 
 API_PREFIX = "/api/v1"
 
@@ -25,7 +27,7 @@ def create_app(platform: Any) -> Any:
     app.state.platform = platform
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
-    for module in (status, photons, deployments, cluster):
+    for module in (status, photons, deployments, cluster, auth, secrets, audit):
         v1.include_router(module.router)
     app.include_router(v1)
 
@@ -45,4 +47,4 @@ def create_app(platform: Any) -> Any:
             return int(settings.max_bundle_bytes)
         return int(settings.max_body_bytes)
 
-    return BodyLimit(app, limit_for)
+    return BodyLimit(AuditLog(app, platform.store), limit_for)

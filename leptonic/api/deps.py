@@ -1,4 +1,5 @@
-"""Request dependencies: the platform, and the bearer-token check every route uses."""
+"""Request dependencies: the platform, and the check every ``/api/v1`` route runs — who is
+calling (bearer token) and whether their role may call this route (``auth.roles``)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,53 @@ from typing import Any
 
 from fastapi import Request
 
-from leptonic.errors import Unauthorized
+from leptonic.auth.roles import required_role
+from leptonic.auth.tokens import Principal
+from leptonic.errors import Forbidden, Unauthorized
 
 
 def get_platform(request: Request) -> Any:
     return request.app.state.platform
 
 
-def require_token(request: Request) -> str:
-    """Every ``/api/v1`` route needs ``Authorization: Bearer TOKEN``."""
+def _route_path(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))
+
+
+def bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def require_token(request: Request) -> Principal | None:
+    """Authenticate and authorise by the permission table; public routes pass."""
+    needed = required_role(request.method, _route_path(request))
+    if needed is None:
+        return None
+    token = bearer(request)
+    if token is None:
         raise Unauthorized("this API needs a token: send 'Authorization: Bearer TOKEN' "
-                           "(the admin token is in DATA_DIR/admin-token)")
-    if not request.app.state.platform.verifier.verify(token.strip()):
+                           "(the admin token is in DATA_DIR/admin-token; users get one "
+                           "with `leptonic login`)")
+    principal: Principal | None = request.app.state.platform.verifier.authenticate(token)
+    if principal is None:
         raise Unauthorized("the token is not valid (unknown, revoked or expired)")
-    return token.strip()
+    request.state.principal = principal
+    if principal.deployment is not None:
+        raise Forbidden(f"this token may only call deployment {principal.deployment!r} "
+                        "through the gateway; it cannot use the API")
+    if not principal.role.allows(needed):
+        raise Forbidden(f"role {principal.role.value!r} may not {request.method} "
+                        f"{_route_path(request)}; it needs {needed.value!r} or above — ask "
+                        "an admin")
+    return principal
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller of a route that requires a token (after ``require_token``)."""
+    principal: Principal = request.state.principal
+    return principal

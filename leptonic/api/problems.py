@@ -46,6 +46,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LeptonicError)
     async def _leptonic(request: Request, exc: LeptonicError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.status == 429 and "retry_after" in exc.extra:
+            headers = {"Retry-After": str(exc.extra["retry_after"])}
         return problem_response(exc.to_problem(request.url.path), headers)
 
     @app.exception_handler(RequestValidationError)

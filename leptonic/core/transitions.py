@@ -43,7 +43,10 @@ class RestartPolicy:
 
 def template_hash(spec: DeploymentSpec) -> str:
     """What makes two replicas interchangeable: the photon version and the environment."""
-    raw = json.dumps([spec.photon, spec.photon_version, sorted(spec.env.items())])
+    parts: list[object] = [spec.photon, spec.photon_version, sorted(spec.env.items())]
+    if spec.secrets:            # only when set, so older deployments keep their hash
+        parts.append(sorted(spec.secrets))
+    raw = json.dumps(parts)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
