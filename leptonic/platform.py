@@ -60,7 +60,8 @@ class Platform:
         self.backend: Backend = backend or LocalBackend(self.layout, host="127.0.0.1")
         self.prober: Prober = prober or HttpProber()
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
-                                     prober=self.prober, artifacts=self.artifacts)
+                                     prober=self.prober, artifacts=self.artifacts,
+                                     secrets=self.secrets)
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
                                      registry=self.registry)
         self._loop: asyncio.AbstractEventLoop | None = None

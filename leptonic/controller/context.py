@@ -27,6 +27,7 @@ class ControllerContext:
     backend: Backend
     prober: Prober
     artifacts: Any                  # leptonic.store.artifacts.ArtifactStore
+    secrets: Any = None             # leptonic.auth.secrets.SecretBox (None: no secrets)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     probes: ProbePolicy = field(default_factory=ProbePolicy)
     clock: Callable[[], float] = time.time

@@ -22,7 +22,7 @@ from leptonic.core.transitions import (
     replica_restarted,
     template_hash,
 )
-from leptonic.errors import LeptonicError
+from leptonic.errors import BackendError, LeptonicError
 from leptonic.runtime.base import ReplicaLaunch
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,15 @@ class DeploymentReconciler:
         else:
             pv = await self.ctx.db(self.ctx.store.get_photon, spec.photon, spec.photon_version)
             entry, bundle = pv.entry, str(self.ctx.artifacts.path(pv.digest))
+        env = dict(spec.env)
+        for name in spec.secrets:           # decrypted only here, on the way to the process
+            if self.ctx.secrets is None:
+                raise BackendError(f"secret {name!r} is needed but this platform has no "
+                                   "secrets key")
+            ciphertext = await self.ctx.db(self.ctx.store.secret_ciphertext, name)
+            env[name] = self.ctx.secrets.decrypt(ciphertext)
         return ReplicaLaunch(replica_id=replica_id, deployment=d.name, entry=entry,
-                             bundle_dir=bundle, env=dict(spec.env))
+                             bundle_dir=bundle, env=env)
 
     async def _run(self, d: Deployment, replica: Replica) -> Replica:
         """Persist the replica as starting, then start its process, then record where."""

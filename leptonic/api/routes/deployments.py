@@ -34,6 +34,9 @@ class DeploymentCreate(BaseModel):
     photon: str = Field(description="NAME, NAME@N, NAME@vN or builtin:NAME")
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list, max_length=100,
+                               description="secrets injected as env variables by name")
+    public: bool = Field(default=False, description="serve /run/NAME without a token")
 
 
 class DeploymentPatch(BaseModel):
@@ -42,6 +45,8 @@ class DeploymentPatch(BaseModel):
     photon: str | None = None
     replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
     env: dict[str, str] | None = None
+    secrets: list[str] | None = Field(default=None, max_length=100)
+    public: bool | None = None
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
@@ -50,6 +55,16 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
             raise InvalidInput(f"invalid environment variable name {key!r}: use letters, "
                                "digits and '_', not starting with a digit or LEPTONIC_")
     return env
+
+
+def _check_secrets(platform: Any, names: list[str]) -> list[str]:
+    """Every named secret must exist (its value is looked up when a replica starts)."""
+    known = {s["name"] for s in platform.store.list_secrets()}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise NotFound(f"secret(s) {', '.join(map(repr, missing))} do not exist; create "
+                       "them with `leptonic secret create NAME`")
+    return sorted(set(names))
 
 
 def resolve_photon(platform: Any, text: str) -> tuple[str, int]:
@@ -71,7 +86,8 @@ def create_deployment(body: DeploymentCreate,
     check_name(body.name, "deployment name")
     photon, version = resolve_photon(platform, body.photon)
     spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
-                          env=_check_env(body.env))
+                          env=_check_env(body.env),
+                          secrets=_check_secrets(platform, body.secrets), public=body.public)
     d: Deployment = platform.store.create_deployment(body.name, spec)
     platform.store.add_event(f"deployment/{d.name}", "Created",
                              f"photon {photon}@{version}, {spec.replicas} replica(s)")
@@ -101,6 +117,10 @@ def update_deployment(name: str, body: DeploymentPatch,
         changes["replicas"] = body.replicas
     if body.env is not None:
         changes["env"] = _check_env(body.env)
+    if body.secrets is not None:
+        changes["secrets"] = _check_secrets(platform, body.secrets)
+    if body.public is not None:
+        changes["public"] = body.public
     spec = current.spec.model_copy(update=changes)
     d: Deployment = platform.store.update_deployment_spec(name, spec)
     if d.generation != current.generation:
