@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leptonic.observe.settings import ObserveSettings
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024        # requests through API and gateway
@@ -68,6 +70,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     runtime: str = "local"
+    observe: ObserveSettings = field(default_factory=ObserveSettings.from_env)
 
     @property
     def layout(self) -> DataDir:

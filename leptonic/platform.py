@@ -64,6 +64,8 @@ class Platform:
                                      secrets=self.secrets)
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
                                      registry=self.registry)
+        from leptonic.observe.service import Observability
+        self.observe = Observability(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         from leptonic.api.app import create_app
@@ -96,8 +98,10 @@ class Platform:
         await asyncio.to_thread(self.store.upsert_node, self.local_node())
         await self.controller.start()
         self._heartbeat = asyncio.create_task(self._beat())
+        await self.observe.start()
 
     async def stop(self, *, stop_replicas: bool = True) -> None:
+        await self.observe.stop()
         if self._heartbeat:
             self._heartbeat.cancel()
         await self.controller.stop()
