@@ -16,9 +16,15 @@ def get_platform(request: Request) -> Any:
     return request.app.state.platform
 
 
+API_PREFIX = "/api/v1"
+
+
 def _route_path(request: Request) -> str:
+    """The matched route's path template (``/api/v1/deployments/{name}``). Routers
+    included under the v1 prefix report their path without it, so it is put back."""
     route = request.scope.get("route")
-    return str(getattr(route, "path", request.url.path))
+    path = str(getattr(route, "path", request.url.path))
+    return path if path.startswith(API_PREFIX) else API_PREFIX + path
 
 
 def bearer(request: Request) -> str | None:
