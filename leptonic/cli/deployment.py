@@ -88,6 +88,12 @@ def create(
     photon: PhotonOpt,
     replicas: Annotated[int, typer.Option(min=0, help="Replicas to run.")] = 1,
     env: EnvOpt = None,
+    secret: Annotated[list[str] | None, typer.Option(
+        "--secret", "-s", help="Secret NAME injected as env variable NAME (repeatable).",
+        show_default=False)] = None,
+    public: Annotated[bool, typer.Option(
+        "--public", help="Serve /run/NAME without a token (default: a token is needed).")
+    ] = False,
     no_wait: Annotated[bool, typer.Option(
         "--no-wait", help="Return once created instead of waiting until ready.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300.0,
@@ -96,7 +102,8 @@ def create(
     """Deploy a photon and (unless --no-wait) wait until all its replicas are ready."""
     opts = options(ctx, output, url, token)
     with connect(opts) as client:
-        dep = client.create_deployment(name, photon, replicas, parse_env(env) or {})
+        dep = client.create_deployment(name, photon, replicas, parse_env(env) or {},
+                                       secrets=secret or (), public=public)
         if not no_wait:
             dep = _wait(client, opts, name, timeout)
     show(opts, dep, lambda d: deployments_table([d]))
@@ -204,26 +211,51 @@ def logs(
         "--replica", "-r", help="Only this replica's lines.", show_default=False)] = None,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    grep: Annotated[str | None, typer.Option(
+        "--grep", "-g", help="Only lines matching this regular expression (searches the "
+                             "rotated log files too).", show_default=False)] = None,
+    ignore_case: Annotated[bool, typer.Option(
+        "--ignore-case", "-i", help="Match --grep regardless of case.")] = False,
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
 ) -> None:
     """The replicas' log lines, each prefixed with its replica id."""
     opts = options(ctx, output, url, token)
     with connect(opts) as client:
         if not follow:
-            text = client.logs(name, tail, replica)
+            text = client.logs(name, tail, replica, grep=grep, ignore_case=ignore_case)
             if opts.json:
                 show(opts, {"deployment": name, "lines": text.splitlines()}, str)
             else:
                 typer.echo(text, nl=not text.endswith("\n") and bool(text))
             return
         try:
-            for line in client.follow_logs(name, tail, replica):
+            for line in client.follow_logs(name, tail, replica, grep=grep,
+                                           ignore_case=ignore_case):
                 if opts.json:
                     typer.echo(json_line(name, line))
                 else:
                     typer.echo(line)
         except KeyboardInterrupt:
             return
+
+
+@app.command("metrics")
+def metrics(
+    ctx: typer.Context, name: str,
+    since: Annotated[str, typer.Option(help="How far back: 15m, 1h, 24h, 7d.")] = "1h",
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", "-m", help="Only these metrics (repeatable; default: all).",
+        show_default=False)] = None,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """A deployment's built-in time series: last, min, mean and max of each metric over
+    the window, with a sparkline (``--output json``: every point)."""
+    from leptonic.cli.metrics import series_table
+
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        result = client.metrics(name, metrics=metric or None, since=since)
+    show(opts, result, series_table)
 
 
 def json_line(deployment: str, line: str) -> str:

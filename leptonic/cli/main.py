@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from leptonic.cli import deployment, photon, replica
+from leptonic.cli import alert as alert_cli
+from leptonic.cli import auth, deployment, photon, replica
 from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import ErrorHandlingGroup, fields, show
 from leptonic.cli.up import up
@@ -27,6 +28,15 @@ app.command("up")(up)
 app.add_typer(photon.app, name="photon")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(replica.app, name="replica")
+app.add_typer(alert_cli.app, name="alert")
+app.command("login")(auth.login)
+app.command("logout")(auth.logout)
+app.command("whoami")(auth.whoami)
+app.command("register")(auth.register)
+app.command("audit")(auth.audit)
+app.add_typer(auth.users, name="user")
+app.add_typer(auth.tokens, name="token")
+app.add_typer(auth.secrets, name="secret")
 
 
 @app.command("status")

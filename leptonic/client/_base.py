@@ -139,10 +139,49 @@ def resolve_url(url: str | None = None, *, env: Mapping[str, str] | None = None,
 
 
 def resolve_token(token: str | None = None, *, env: Mapping[str, str] | None = None,
-                  data_dir: Path | None = None) -> str | None:
-    """``token``, else ``$LEPTONIC_TOKEN``, else the local platform's ``admin-token``."""
+                  data_dir: Path | None = None, url: str | None = None) -> str | None:
+    """``token``, else ``$LEPTONIC_TOKEN``, else the session saved by ``leptonic login``
+    for ``url``, else the local platform's ``admin-token``."""
     env = os.environ if env is None else env
-    return token or env.get("LEPTONIC_TOKEN") or _read(_layout(env, data_dir).admin_token)
+    return (token or env.get("LEPTONIC_TOKEN") or (saved_token(url, env=env) if url else None)
+            or _read(_layout(env, data_dir).admin_token))
+
+
+def credentials_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where ``leptonic login`` keeps session tokens, by platform URL (mode 0600)."""
+    env = os.environ if env is None else env
+    base = env.get("LEPTONIC_CONFIG_DIR")
+    root = Path(base).expanduser() if base else Path.home() / ".config" / "leptonic"
+    return root / "credentials.json"
+
+
+def _credentials(env: Mapping[str, str] | None) -> dict[str, str]:
+    try:
+        data = json.loads(credentials_path(env).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def saved_token(url: str, *, env: Mapping[str, str] | None = None) -> str | None:
+    return _credentials(env).get(url.rstrip("/"))
+
+
+def save_token(url: str, token: str | None, *, env: Mapping[str, str] | None = None) -> Path:
+    """Remember (or with ``token=None`` forget) the session token for ``url``."""
+    creds = _credentials(env)
+    if token is None:
+        creds.pop(url.rstrip("/"), None)
+    else:
+        creds[url.rstrip("/")] = token
+    path = credentials_path(env)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".credentials-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(creds, f, indent=1)
+    os.replace(tmp, path)
+    return path
 
 
 def _layout(env: Mapping[str, str], data_dir: Path | None) -> DataDir:
@@ -334,8 +373,10 @@ def _seg(name: str) -> str:
 
 
 def logs_call(name: str, tail: int | None = 200, replica: str | None = None,
-              follow: bool = False) -> Call:
-    params: dict[str, Any] = {"tail": tail, "replica": replica}
+              follow: bool = False, grep: str | None = None, ignore_case: bool = False) -> Call:
+    params: dict[str, Any] = {"tail": tail, "replica": replica, "grep": grep}
+    if ignore_case:
+        params["ignore_case"] = "true"
     if follow:
         params["follow"] = "true"
     return Call("GET", f"/deployments/{_seg(name)}/logs", _text, params=params)
@@ -385,9 +426,15 @@ class _API:
 
     # deployments
     def create_deployment(self, name: str, photon: str, replicas: int = 1,
-                          env: Mapping[str, str] | None = None) -> Any:
-        """Deploy ``photon`` (``NAME``, ``NAME@N``, ``builtin:NAME``) -> ``Deployment``."""
-        body = {"name": name, "photon": photon, "replicas": replicas, "env": dict(env or {})}
+                          env: Mapping[str, str] | None = None, *,
+                          secrets: Iterable[str] = (), public: bool = False,
+                          **spec: Any) -> Any:
+        """Deploy ``photon`` (``NAME``, ``NAME@N``, ``builtin:NAME``) -> ``Deployment``.
+        ``secrets`` are injected into the replicas as environment variables by name;
+        ``public`` serves ``/run/NAME`` without a token; further spec fields pass through."""
+        body = {"name": name, "photon": photon, "replicas": replicas, "env": dict(env or {}),
+                "secrets": list(secrets), "public": public,
+                **{k: v for k, v in spec.items() if v is not None}}
         return self._run(Call("POST", "/deployments", _model(Deployment), json=body))
 
     def list_deployments(self) -> Any:
@@ -423,7 +470,123 @@ class _API:
         return self._run(Call("GET", f"/deployments/{_seg(name)}/events",
                               _model(list[Event]), params={"limit": limit}))
 
-    def logs(self, name: str, tail: int | None = 200, replica: str | None = None) -> Any:
-        """The last ``tail`` log lines of a deployment's replicas, each prefixed
-        ``[replica-id] `` -> ``str``."""
-        return self._run(logs_call(name, tail, replica))
+    # auth: sessions, users, tokens, secrets, audit
+    def login(self, username: str, password: str) -> Any:
+        """Trade a password for a session token -> ``{"token", "expires_at", ...}``."""
+        return self._run(Call("POST", "/auth/login",
+                              json={"username": username, "password": password}))
+
+    def logout(self) -> Any:
+        return self._run(Call("POST", "/auth/logout", _none))
+
+    def whoami(self) -> Any:
+        return self._run(Call("GET", "/auth/whoami"))
+
+    def register(self, invitation: str, username: str, password: str) -> Any:
+        return self._run(Call("POST", "/auth/register", json={
+            "invitation": invitation, "username": username, "password": password}))
+
+    def create_user(self, username: str, password: str, role: str = "viewer") -> Any:
+        return self._run(Call("POST", "/users", json={
+            "username": username, "password": password, "role": role}))
+
+    def list_users(self) -> Any:
+        return self._run(Call("GET", "/users"))
+
+    def update_user(self, username: str, **fields: Any) -> Any:
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._run(Call("PATCH", f"/users/{_seg(username)}", json=body))
+
+    def delete_user(self, username: str) -> Any:
+        return self._run(Call("DELETE", f"/users/{_seg(username)}", _none))
+
+    def create_invitation(self, role: str = "viewer", expires_in_s: float | None = None) -> Any:
+        body: dict[str, Any] = {"role": role}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return self._run(Call("POST", "/invitations", json=body))
+
+    def create_token(self, name: str, role: str = "viewer", *,
+                     expires_in_s: float | None = None, deployment: str | None = None,
+                     rate_limit_rps: float | None = None) -> Any:
+        """A new API token (its clear value is in the answer, once)."""
+        body = {"name": name, "role": role, "expires_in_s": expires_in_s,
+                "deployment": deployment, "rate_limit_rps": rate_limit_rps}
+        return self._run(Call("POST", "/tokens",
+                              json={k: v for k, v in body.items() if v is not None}))
+
+    def list_tokens(self) -> Any:
+        return self._run(Call("GET", "/tokens"))
+
+    def revoke_token(self, token_id: int) -> Any:
+        return self._run(Call("DELETE", f"/tokens/{int(token_id)}", _none))
+
+    def create_secret(self, name: str, value: str) -> Any:
+        return self._run(Call("POST", "/secrets", json={"name": name, "value": value}))
+
+    def update_secret(self, name: str, value: str) -> Any:
+        return self._run(Call("PUT", f"/secrets/{_seg(name)}", json={"value": value}))
+
+    def list_secrets(self) -> Any:
+        return self._run(Call("GET", "/secrets"))
+
+    def delete_secret(self, name: str) -> Any:
+        return self._run(Call("DELETE", f"/secrets/{_seg(name)}", _none))
+
+    def audit(self, limit: int = 100, actor: str | None = None) -> Any:
+        return self._run(Call("GET", "/audit", params={"limit": limit, "actor": actor}))
+
+    def logs(self, name: str, tail: int | None = 200, replica: str | None = None,
+             grep: str | None = None, ignore_case: bool = False) -> Any:
+        """The last ``tail`` log lines of a deployment's replicas (only those matching the
+        regular expression ``grep`` when given), each prefixed ``[replica-id] `` -> ``str``."""
+        return self._run(logs_call(name, tail, replica, grep=grep, ignore_case=ignore_case))
+
+    # metrics and alerts
+    def metrics(self, deployment: str | None = None, *, node: str | None = None,
+                metrics: Iterable[str] | None = None, since: str = "1h",
+                resolution: int | None = None) -> Any:
+        """Built-in time series of a deployment (or ``node``) -> ``SeriesResult``."""
+        from leptonic.observe.models import SeriesResult
+
+        names = ",".join(metrics) if metrics else None
+        return self._run(Call("GET", "/metrics/query", _model(SeriesResult), params={
+            "deployment": deployment, "node": node, "metrics": names, "since": since,
+            "resolution": resolution}))
+
+    def latest_metrics(self) -> Any:
+        """The newest sample of every deployment and node -> dict."""
+        return self._run(Call("GET", "/metrics/latest"))
+
+    def create_alert(self, expr: str, *, deployment: str | None = None,
+                     for_: str | float = "0s", notify: Iterable[str] = (),
+                     name: str | None = None, severity: str = "warning",
+                     description: str = "") -> Any:
+        """Create an alert rule (``expr`` like ``p99_latency_ms > 500``) -> ``AlertView``."""
+        from leptonic.observe.models import AlertView
+
+        body = {"expr": expr, "deployment": deployment, "for": for_, "notify": list(notify),
+                "name": name, "severity": severity, "description": description}
+        return self._run(Call("POST", "/alerts", _model(AlertView),
+                              json={k: v for k, v in body.items() if v is not None}))
+
+    def list_alerts(self) -> Any:
+        """-> ``list[AlertView]`` with each rule's state per target."""
+        from leptonic.observe.models import AlertView
+
+        return self._run(Call("GET", "/alerts", _model(list[AlertView])))
+
+    def get_alert(self, name: str) -> Any:
+        from leptonic.observe.models import AlertView
+
+        return self._run(Call("GET", f"/alerts/{_seg(name)}", _model(AlertView)))
+
+    def delete_alert(self, name: str) -> Any:
+        return self._run(Call("DELETE", f"/alerts/{_seg(name)}", _none))
+
+    def alert_notifications(self, name: str, limit: int = 100) -> Any:
+        """The notifications an alert rule sent, newest first -> ``list[Notification]``."""
+        from leptonic.observe.models import Notification
+
+        return self._run(Call("GET", f"/alerts/{_seg(name)}/notifications",
+                              _model(list[Notification]), params={"limit": limit}))

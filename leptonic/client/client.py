@@ -67,7 +67,7 @@ class Client(_API):
                  timeout: float | None = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = resolve_url(url)
-        self.token = resolve_token(token)
+        self.token = resolve_token(token, url=self.url)
         self.timeout = timeout
         self._http = httpx.Client(base_url=self.url, headers=_headers(self.token),
                                   timeout=timeout, transport=transport)
@@ -124,9 +124,11 @@ class Client(_API):
             time.sleep(min(interval, left))
 
     def follow_logs(self, name: str, tail: int | None = 200,
-                    replica: str | None = None) -> Iterator[str]:
-        """The log lines of a deployment, then new ones as they come (until closed)."""
-        call = logs_call(name, tail, replica, follow=True)
+                    replica: str | None = None, grep: str | None = None,
+                    ignore_case: bool = False) -> Iterator[str]:
+        """The log lines of a deployment, then new ones as they come (until closed);
+        only those matching the regular expression ``grep`` when given."""
+        call = logs_call(name, tail, replica, follow=True, grep=grep, ignore_case=ignore_case)
         request = call.request(self._http)
         request.extensions["timeout"] = _streaming_timeout(self.timeout).as_dict()
         resp = self._send(request, stream=True)
@@ -180,7 +182,7 @@ class AsyncClient(_API):
                  timeout: float | None = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = resolve_url(url)
-        self.token = resolve_token(token)
+        self.token = resolve_token(token, url=self.url)
         self.timeout = timeout
         self._http = httpx.AsyncClient(base_url=self.url, headers=_headers(self.token),
                                        timeout=timeout, transport=transport)
@@ -233,9 +235,10 @@ class AsyncClient(_API):
             await asyncio.sleep(min(interval, left))
 
     async def follow_logs(self, name: str, tail: int | None = 200,
-                          replica: str | None = None) -> AsyncIterator[str]:
+                          replica: str | None = None, grep: str | None = None,
+                          ignore_case: bool = False) -> AsyncIterator[str]:
         """See ``Client.follow_logs``."""
-        call = logs_call(name, tail, replica, follow=True)
+        call = logs_call(name, tail, replica, follow=True, grep=grep, ignore_case=ignore_case)
         request = call.request(self._http)
         request.extensions["timeout"] = _streaming_timeout(self.timeout).as_dict()
         resp = await self._send(request, stream=True)

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -83,3 +84,12 @@ def api(platform: Platform, token: str) -> Iterator[TestClient]:
 def anon(platform: Platform, api: TestClient) -> TestClient:
     """A client of the same (already started) platform with no token."""
     return TestClient(platform, base_url="http://testserver")
+
+
+@pytest.fixture
+def cli(api: TestClient, token: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ``leptonic`` CLI (typer's CliRunner) pointed at the running platform:
+    ``cli("deployment", "list", input=None)``."""
+    from tests.integration.clitools import make_cli
+
+    return make_cli(api, token, monkeypatch)
