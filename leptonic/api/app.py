@@ -15,7 +15,17 @@ from leptonic.api import problems
 from leptonic.api.audit import AuditLog
 from leptonic.api.deps import require_token
 from leptonic.api.limits import BodyLimit
-from leptonic.api.routes import audit, auth, cluster, deployments, photons, secrets, status
+from leptonic.api.routes import (
+    alerts,
+    audit,
+    auth,
+    cluster,
+    deployments,
+    photons,
+    secrets,
+    status,
+)
+from leptonic.api.routes import metrics as metric_routes
 
 API_PREFIX = "/api/v1"
 
@@ -27,7 +37,8 @@ def create_app(platform: Any) -> Any:
     app.state.platform = platform
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
-    for module in (status, photons, deployments, cluster, auth, secrets, audit):
+    for module in (status, photons, deployments, cluster, auth, secrets, audit,
+                   metric_routes, alerts):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -73,6 +73,14 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("PUT", "/api/v1/secrets/{name}"): D,
     ("DELETE", "/api/v1/secrets/{name}"): D,
     ("GET", "/api/v1/audit"): A,
+    # observability: metrics, alert rules
+    ("GET", "/api/v1/metrics/query"): V,
+    ("GET", "/api/v1/metrics/latest"): V,
+    ("POST", "/api/v1/alerts"): D,
+    ("GET", "/api/v1/alerts"): V,
+    ("GET", "/api/v1/alerts/{name}"): V,
+    ("DELETE", "/api/v1/alerts/{name}"): D,
+    ("GET", "/api/v1/alerts/{name}/notifications"): V,
 }
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})

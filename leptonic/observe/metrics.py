@@ -100,7 +100,7 @@ def queue_depth(scrape: ReplicaScrape) -> float:
     """Requests waiting in the replica's batch queues (its ``queue_depth`` gauges)."""
     total = 0.0
     for fam in scrape.families:
-        if fam.name == "leptonic_photon_queue_depth":
+        if fam.name == "leptonic_photon_batch_queue_depth":
             total += sum(s.value for s in fam.samples)
     return total
 

@@ -224,7 +224,6 @@ class Observability:
             written[f"deleted_{tier.resolution_s}"] = self.ostore.delete_samples_before(
                 tier.resolution_s, now - tier.retention_s)
         self.ostore.prune_notifications(now - NOTIFICATION_HISTORY_S)
-        self.ostore.purge_sessions(now)
         return written
 
     # -- logs -----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Rows of the observability tables (migration 0003): samples, alert rules and states,
-the notification outbox, dashboard sessions. Same rules as ``Store``: synchronous, one
+and the notification outbox. Same rules as ``Store``: synchronous, one
 transaction per call, missing rows raise ``NotFound``."""
 
 from __future__ import annotations
@@ -225,27 +225,4 @@ class ObserveStore:
         with self._tx() as conn:
             res = conn.execute(delete(t.alert_notifications)
                                .where((c.status != "pending") & (c.created_at < before)))
-            return int(res.rowcount or 0)
-
-    # -- dashboard sessions ---------------------------------------------------------------
-    def add_session(self, digest: str, subject: str, now: float, expires_at: float) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(t.web_sessions).values(hash=digest, subject=subject,
-                                                       created_at=now, expires_at=expires_at))
-
-    def session_subject(self, digest: str, now: float) -> str | None:
-        c = t.web_sessions.c
-        with self._tx() as conn:
-            row = conn.execute(select(c.subject).where((c.hash == digest)
-                                                       & (c.expires_at > now))).first()
-        return None if row is None else str(row.subject)
-
-    def delete_session(self, digest: str) -> None:
-        with self._tx() as conn:
-            conn.execute(delete(t.web_sessions).where(t.web_sessions.c.hash == digest))
-
-    def purge_sessions(self, now: float) -> int:
-        with self._tx() as conn:
-            res = conn.execute(delete(t.web_sessions)
-                               .where(t.web_sessions.c.expires_at <= now))
             return int(res.rowcount or 0)

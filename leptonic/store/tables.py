@@ -138,14 +138,6 @@ alert_notifications = Table(
     Column("sent_at", Float, nullable=True),
 )
 
-web_sessions = Table(
-    "web_sessions", metadata,
-    Column("hash", String(64), primary_key=True),        # sha256 of the session cookie
-    Column("subject", String(128), nullable=False),      # who logged in ("token:admin")
-    Column("created_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False, index=True),
-)
-
 # -- users, secrets, audit (migration 0004) --------------------------------------------------
 users = Table(
     "users", metadata,

@@ -22,7 +22,7 @@ from leptonic.core.models import (
     check_name,
 )
 from leptonic.errors import InvalidInput, NotFound
-from leptonic.observe.logs import follow, tail_file
+from leptonic.observe.logs import compile_grep, follow, search_file
 
 router = APIRouter(tags=["deployments"])
 
@@ -164,16 +164,21 @@ def _log_sources(platform: Any, name: str, replica: str | None) -> dict[str, str
 @router.get("/deployments/{name}/logs", response_model=None)
 def deployment_logs(name: str, tail: int = Query(200, ge=0, le=10_000),
                     replica: str | None = None, follow_: bool = Query(False, alias="follow"),
+                    grep: str | None = Query(None, max_length=200,
+                                             description="only lines matching this regex"),
+                    ignore_case: bool = False,
                     platform: Any = Depends(get_platform)
                     ) -> PlainTextResponse | StreamingResponse:
     """The last ``tail`` lines of each replica's log, prefixed ``[replica-id] ``; with
-    ``follow=true`` the response keeps streaming new lines."""
+    ``follow=true`` the response keeps streaming new lines. ``grep`` keeps the lines that
+    match a regular expression (searching the rotated files too)."""
+    pattern = compile_grep(grep, ignore_case)
     platform.store.get_deployment(name)
     sources = _log_sources(platform, name, replica)
     if replica is not None and not sources:
         raise NotFound(f"deployment {name!r} has no replica {replica!r}")
     lines = [f"[{rid}] {line}" for rid, path in sources.items()
-             for line in tail_file(path, tail)] if tail else []
+             for line in search_file(path, tail, pattern)] if tail else []
     if not follow_:
         return PlainTextResponse("".join(f"{line}\n" for line in lines))
 
@@ -185,6 +190,8 @@ def deployment_logs(name: str, tail: int = Query(200, ge=0, le=10_000),
             return await asyncio.to_thread(_log_sources, platform, name, replica)
 
         async for rid, line in follow(current):
+            if pattern is not None and not pattern.search(line):
+                continue
             yield f"[{rid}] {line}\n"
 
     return StreamingResponse(stream(), media_type="text/plain; charset=utf-8",

@@ -1,4 +1,4 @@
-"""observability: metric samples, alert rules/states/notifications, dashboard sessions
+"""observability: metric samples, alert rules/states/notifications
 
 Revision ID: 0003
 Revises: 0001
@@ -60,17 +60,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("sent_at", sa.Float, nullable=True),
     )
-    op.create_table(
-        "web_sessions",
-        sa.Column("hash", sa.String(64), primary_key=True),
-        sa.Column("subject", sa.String(128), nullable=False),
-        sa.Column("created_at", sa.Float, nullable=False),
-        sa.Column("expires_at", sa.Float, nullable=False, index=True),
-    )
 
 
 def downgrade() -> None:
-    for table in ("web_sessions", "alert_notifications", "alert_states", "alert_rules"):
+    for table in ("alert_notifications", "alert_states", "alert_rules"):
         op.drop_table(table)
     op.drop_index("ix_metric_samples_resolution_ts", "metric_samples")
     op.drop_table("metric_samples")
