@@ -169,3 +169,14 @@ audit = Table(
     Column("status", Integer, nullable=False),
     Column("source", String(64), nullable=False),            # client address
 )
+
+# -- rollouts (migration 0002) ---------------------------------------------------------------
+# One row per deployment: its latest rollout. ``status`` is the controller's
+# core.models.RolloutStatus, ``control`` the user's RolloutControl (pause, promote, abort).
+rollouts = Table(
+    "rollouts", metadata,
+    Column("deployment", String(64), primary_key=True),
+    Column("status", JSON, nullable=False),
+    Column("control", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
