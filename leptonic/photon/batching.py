@@ -46,7 +46,7 @@ class BatchConfig:
     """A replica's overrides of its batched handlers' settings (None: the handler's own).
 
     Read from the deployment's environment by :meth:`from_env`, so batching is tuned per
-    deployment without a code change (``--env LEPTONIC_BATCH_SIZE=1`` turns it off: one
+    deployment without a code change (``--env PHOTON_BATCH_SIZE=1`` turns it off: one
     request per call, one call at a time).
     """
 
@@ -54,13 +54,13 @@ class BatchConfig:
     max_wait_ms: float | None = None
     max_queue: int | None = None
 
-    ENV_SIZE = "LEPTONIC_BATCH_SIZE"
-    ENV_WAIT = "LEPTONIC_BATCH_WAIT_MS"
-    ENV_QUEUE = "LEPTONIC_BATCH_QUEUE"
+    ENV_SIZE = "PHOTON_BATCH_SIZE"
+    ENV_WAIT = "PHOTON_BATCH_WAIT_MS"
+    ENV_QUEUE = "PHOTON_BATCH_QUEUE"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BatchConfig:
-        """Parse the ``LEPTONIC_BATCH_*`` variables; InvalidInput names a bad one."""
+        """Parse the ``PHOTON_BATCH_*`` variables; InvalidInput names a bad one."""
         def number(key: str, kind: type[int] | type[float], low: float) -> Any:
             raw = environ.get(key, "").strip()
             if not raw:

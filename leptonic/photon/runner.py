@@ -621,7 +621,7 @@ def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
     """Load ``entry``, serve it with uvicorn until SIGTERM/SIGINT; return the exit code.
 
     0 after a graceful stop (``shutdown()`` called); 1 when the photon cannot be loaded,
-    the ``LEPTONIC_BATCH_*`` settings in ``environ`` (default: the process environment)
+    the ``PHOTON_BATCH_*`` settings in ``environ`` (default: the process environment)
     are invalid, or its ``init()`` raised (the traceback is on stderr, where the platform
     reads it).
     """

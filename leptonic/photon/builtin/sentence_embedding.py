@@ -16,8 +16,8 @@ Environment (set on the deployment: ``--env KEY=VALUE``):
   of the bundled MiniLM (never a hub name: nothing is downloaded)
 * ``EMBEDDING_DEVICE``: the torch device, default ``cpu``
 * ``TORCH_NUM_THREADS``: torch's intra-op threads (default: torch's own choice)
-* ``LEPTONIC_BATCH_SIZE`` / ``LEPTONIC_BATCH_WAIT_MS`` / ``LEPTONIC_BATCH_QUEUE``: the
-  batching (default 64 items, 10 ms, 1024 waiting); ``LEPTONIC_BATCH_SIZE=1`` turns it off
+* ``PHOTON_BATCH_SIZE`` / ``PHOTON_BATCH_WAIT_MS`` / ``PHOTON_BATCH_QUEUE``: the
+  batching (default 64 items, 10 ms, 1024 waiting); ``PHOTON_BATCH_SIZE=1`` turns it off
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Environment (set on the deployment: ``--env KEY=VALUE``):
 
 * ``SKLEARN_MODEL_PATH`` (required): the file written by ``joblib.dump(estimator, path)``
   (or ``pickle.dump``). Loading it runs code from the file, so serve only files you trust.
-* ``LEPTONIC_BATCH_SIZE`` / ``LEPTONIC_BATCH_WAIT_MS`` / ``LEPTONIC_BATCH_QUEUE``: the
+* ``PHOTON_BATCH_SIZE`` / ``PHOTON_BATCH_WAIT_MS`` / ``PHOTON_BATCH_QUEUE``: the
   batching (default 256 rows, 5 ms, 4096 waiting)
 """
 

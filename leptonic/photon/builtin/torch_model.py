@@ -23,7 +23,7 @@ Environment (set on the deployment: ``--env KEY=VALUE``):
 * ``TORCH_DTYPE``: the input dtype, default ``float32``
 * ``TORCH_DEVICE``: default ``cpu``
 * ``TORCH_NUM_THREADS``: torch's intra-op threads (default: torch's own choice)
-* ``LEPTONIC_BATCH_SIZE`` / ``LEPTONIC_BATCH_WAIT_MS`` / ``LEPTONIC_BATCH_QUEUE``: the
+* ``PHOTON_BATCH_SIZE`` / ``PHOTON_BATCH_WAIT_MS`` / ``PHOTON_BATCH_QUEUE``: the
   batching (default 64 samples, 10 ms, 1024 waiting)
 """
 

@@ -300,21 +300,21 @@ def test_default_queue_bound_scales_with_batch_size() -> None:
 
 @pytest.mark.parametrize(("env", "expected"), [
     ({}, BatchConfig()),
-    ({"LEPTONIC_BATCH_SIZE": "1"}, BatchConfig(max_batch_size=1)),
-    ({"LEPTONIC_BATCH_SIZE": " 32 ", "LEPTONIC_BATCH_WAIT_MS": "2.5",
-      "LEPTONIC_BATCH_QUEUE": "100"}, BatchConfig(32, 2.5, 100)),
-    ({"LEPTONIC_BATCH_WAIT_MS": "0"}, BatchConfig(max_wait_ms=0.0)),
+    ({"PHOTON_BATCH_SIZE": "1"}, BatchConfig(max_batch_size=1)),
+    ({"PHOTON_BATCH_SIZE": " 32 ", "PHOTON_BATCH_WAIT_MS": "2.5",
+      "PHOTON_BATCH_QUEUE": "100"}, BatchConfig(32, 2.5, 100)),
+    ({"PHOTON_BATCH_WAIT_MS": "0"}, BatchConfig(max_wait_ms=0.0)),
 ])
 def test_batch_config_from_env(env: dict[str, str], expected: BatchConfig) -> None:
     assert BatchConfig.from_env(env) == expected
 
 
 @pytest.mark.parametrize(("env", "named"), [
-    ({"LEPTONIC_BATCH_SIZE": "0"}, "LEPTONIC_BATCH_SIZE"),
-    ({"LEPTONIC_BATCH_SIZE": "many"}, "LEPTONIC_BATCH_SIZE"),
-    ({"LEPTONIC_BATCH_WAIT_MS": "-1"}, "LEPTONIC_BATCH_WAIT_MS"),
-    ({"LEPTONIC_BATCH_WAIT_MS": "inf"}, "LEPTONIC_BATCH_WAIT_MS"),
-    ({"LEPTONIC_BATCH_QUEUE": "1.5"}, "LEPTONIC_BATCH_QUEUE"),
+    ({"PHOTON_BATCH_SIZE": "0"}, "PHOTON_BATCH_SIZE"),
+    ({"PHOTON_BATCH_SIZE": "many"}, "PHOTON_BATCH_SIZE"),
+    ({"PHOTON_BATCH_WAIT_MS": "-1"}, "PHOTON_BATCH_WAIT_MS"),
+    ({"PHOTON_BATCH_WAIT_MS": "inf"}, "PHOTON_BATCH_WAIT_MS"),
+    ({"PHOTON_BATCH_QUEUE": "1.5"}, "PHOTON_BATCH_QUEUE"),
 ])
 def test_batch_config_rejects_bad_values_naming_the_variable(env: dict[str, str],
                                                             named: str) -> None:

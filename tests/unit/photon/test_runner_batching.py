@@ -160,3 +160,10 @@ async def test_exception_types_in_the_output_union_are_not_part_of_the_schema(
     doc = (await client.get("/openapi.json")).json()
     out = doc["paths"]["/checked"]["post"]["responses"]["200"]["content"]["application/json"]
     assert out["schema"] == {"type": "integer"}
+
+
+def test_serve_refuses_bad_batch_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from leptonic.photon.runner import serve as serve_process
+
+    assert serve_process("builtin:echo", environ={"PHOTON_BATCH_SIZE": "zero"}) == 1
+    assert "PHOTON_BATCH_SIZE='zero': must be an integer >= 1" in capsys.readouterr().err
