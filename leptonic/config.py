@@ -70,6 +70,9 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     runtime: str = "local"
+    # leadership among control planes sharing one database (see controller/leader.py)
+    lease_s: float = field(default_factory=lambda: float(
+        os.environ.get("LEPTONIC_LEASE_SECONDS", "10")))
     observe: ObserveSettings = field(default_factory=ObserveSettings.from_env)
 
     @property

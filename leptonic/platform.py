@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from leptonic.config import Settings
 from leptonic.controller.context import ControllerContext
+from leptonic.controller.leader import Leadership, holder_id
 from leptonic.controller.loop import Controller, Routes
 from leptonic.controller.probes import HttpProber, Prober
 from leptonic.core.models import Node
@@ -68,6 +69,10 @@ class Platform:
         self.observe = Observability(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._follow_task: asyncio.Task[None] | None = None
+        self.leadership = Leadership(self.store, holder_id(settings.port),
+                                     lease_s=settings.lease_s, on_elected=self._lead,
+                                     on_deposed=self._follow)
         from leptonic.api.app import create_app
         self.api = create_app(self)
 
@@ -93,20 +98,60 @@ class Platform:
             return
         loop.call_soon_threadsafe(self.controller.wake)
 
+    @property
+    def is_leader(self) -> bool:
+        return self.leadership.is_leader
+
+    @property
+    def shared_database(self) -> bool:
+        """Other control planes may share this store (anything but embedded SQLite)."""
+        return self.store.dialect != "sqlite"
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.store.upsert_node, self.local_node())
-        await self.controller.start()
         self._heartbeat = asyncio.create_task(self._beat())
+        self._follow_task = asyncio.create_task(self._sync_routes(), name="leptonic-routes")
+        await self.leadership.start()
+
+    async def _lead(self) -> None:
+        """Elected: run the controllers and the other singletons."""
+        await self.controller.start()
         await self.observe.start()
 
-    async def stop(self, *, stop_replicas: bool = True) -> None:
+    async def _follow(self) -> None:
+        """Deposed (or stopping): stop acting; replicas keep running for the next leader."""
         await self.observe.stop()
+        await self.controller.stop()
+
+    async def _sync_routes(self) -> None:
+        """A follower's gateway: route table from the store, which the leader keeps. If the
+        store cannot be read, the last table keeps serving."""
+        while True:
+            await asyncio.sleep(0.5)
+            if self.is_leader:
+                continue                # the controller publishes in-process
+            try:
+                deployments = await asyncio.to_thread(self.store.list_deployments)
+                replicas = await asyncio.to_thread(self.store.list_replicas)
+            except Exception as exc:
+                log.warning("cannot read routes from the store (%s); serving the last "
+                            "route table", type(exc).__name__)
+                continue
+            self.publish_routes(self.controller.routes_of(deployments, replicas))
+
+    async def stop(self, *, stop_replicas: bool | None = None) -> None:
+        """Stop serving. With embedded SQLite a clean stop takes the replicas with it (the
+        next start brings them back); on a shared database they keep running and the next
+        leader adopts them."""
+        if stop_replicas is None:
+            stop_replicas = not self.shared_database
         if self._heartbeat:
             self._heartbeat.cancel()
-        await self.controller.stop()
+        if self._follow_task:
+            self._follow_task.cancel()
+        await self.leadership.stop(release=True)
         if stop_replicas:
-            # a clean shutdown takes its replicas with it; the next start brings them back
             replicas = await asyncio.to_thread(self.store.list_replicas)
             await self.backend.stop_all(grace_s=5.0)
             for r in replicas:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.deployments import DeploymentReconciler
 from leptonic.controller.replicas import ReplicaObserver
-from leptonic.core.models import Replica, ReplicaState
+from leptonic.core.models import Deployment, Replica, ReplicaState
 from leptonic.runtime.base import ReplicaHandle
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,22 @@ class Controller:
             "leptonic_controller_phase_errors", "Exceptions caught in a control-loop phase",
             ["phase"], registry=registry)
 
+    @staticmethod
+    def routes_of(deployments: list[Deployment], replicas: list[Replica]) -> Routes:
+        """The gateway's route table from stored state alone, so a follower control plane
+        (which runs no controller) builds the same table the leader publishes."""
+        routes: Routes = {d.name: [] for d in deployments if not d.deleting}
+        for r in replicas:
+            if r.state is ReplicaState.READY and r.url and r.deployment in routes:
+                routes[r.deployment].append((r.id, r.url))
+        return routes
+
     def wake(self) -> None:
         """Reconcile now (call from the event loop's thread)."""
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopped = False          # a control plane re-elected after losing the lead
         await self.recover()
         self._task = asyncio.create_task(self._run(), name="leptonic-controller")
 
@@ -139,11 +150,7 @@ class Controller:
         async def publish() -> None:
             deployments = await self.ctx.db(self.ctx.store.list_deployments)
             replicas = await self.ctx.db(self.ctx.store.list_replicas)
-            routes: Routes = {d.name: [] for d in deployments if not d.deleting}
-            for r in replicas:
-                if r.state is ReplicaState.READY and r.url and r.deployment in routes:
-                    routes[r.deployment].append((r.id, r.url))
-            self.publish(routes)
+            self.publish(self.routes_of(deployments, replicas))
 
         await self._guarded("observe", observe)
         await self._guarded("reconcile", reconcile)

@@ -32,6 +32,7 @@ from leptonic.core.models import (
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
 from leptonic.store.accounts import AccountsMixin
+from leptonic.store.leases import LeasesMixin
 from leptonic.store.rollouts import RolloutsMixin
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -64,7 +65,7 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-class Store(AccountsMixin, RolloutsMixin):
+class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
     """Platform state on SQLite (default) or PostgreSQL."""
 
     def __init__(self, url: str) -> None:

@@ -170,6 +170,15 @@ audit = Table(
     Column("source", String(64), nullable=False),            # client address
 )
 
+# -- leadership (migration 0005) -------------------------------------------------------------
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),            # "controller"
+    Column("holder", String(128), nullable=False),           # "host:pid:port:random"
+    Column("expires_at", Float, nullable=False),
+    Column("renewed_at", Float, nullable=False),
+)
+
 # -- rollouts (migration 0002) ---------------------------------------------------------------
 # One row per deployment: its latest rollout. ``status`` is the controller's
 # core.models.RolloutStatus, ``control`` the user's RolloutControl (pause, promote, abort).

@@ -13,5 +13,6 @@ router = APIRouter(tags=["status"])
 @router.get("/status")
 def status(platform: Any = Depends(get_platform)) -> dict[str, Any]:
     """Who is serving: version, database, runtime, and whether this process leads."""
-    return {"version": __version__, "leader": True, "database": platform.store.dialect,
+    return {"version": __version__, "leader": platform.is_leader,
+            "holder": platform.leadership.holder, "database": platform.store.dialect,
             "runtime": platform.backend.name, "data_dir": str(platform.layout.root)}
