@@ -17,8 +17,9 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port of the API and the gateway.")] = DEFAULT_PORT,
     database_url: Annotated[str | None, typer.Option(
-        "--database-url", help="SQLAlchemy URL (default: SQLite in the data dir).",
-        show_default=False)] = None,
+        "--database-url", envvar="LEPTONIC_DATABASE_URL",
+        help="postgresql://USER:PASS@HOST/DB to share state between control planes "
+             "(default: SQLite in the data dir).", show_default=False)] = None,
 ) -> None:
     """Start the platform (API, gateway, controller, local runtime); blocks until Ctrl-C."""
     from leptonic.platform import run_platform
