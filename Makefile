@@ -9,7 +9,7 @@ DATA_DIR ?= $(HOME)/.leptonic
 PORT   ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: up install test lint unit integration e2e bench clean
+.PHONY: up install test lint unit integration e2e bench clean sysdeps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,23 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,ml]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The dashboard's front-end packages (htmx, uPlot) come from npm, pinned by the lock file;
+# `npm run build` copies their release files into leptonic/web/static/vendor/ (not committed).
+WEB       = leptonic/web
+WEB_STAMP = $(WEB)/static/vendor/.built
+
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/build.mjs
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm is needed to build the dashboard's" \
+	  "front-end assets (htmx, uPlot); install Node.js and npm, then run make again" >&2; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error \
+	  && npm run --silent build
+	touch $@
+
+install: $(STAMP) $(WEB_STAMP)
+
+# Debian packages the browser (chromium) and Prometheus tests need; installed when missing.
+sysdeps:
+	@.ci/sysdeps.sh
 
 up: install
 	$(BIN)/leptonic up --data-dir $(DATA_DIR) --port $(PORT)
@@ -31,7 +47,7 @@ lint: install
 # The integration suite also runs on a real PostgreSQL: .ci/postgres.sh installs and starts
 # one where it can (root or sudo); elsewhere those tests are skipped, unless
 # LEPTONIC_REQUIRE_SYSTEM_DEPS=1 (CI) makes a missing server a failure.
-test: lint
+test: lint sysdeps
 	LEPTONIC_TEST_POSTGRES_URL=$${LEPTONIC_TEST_POSTGRES_URL:-$$(.ci/postgres.sh 2>/dev/null || true)} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -42,7 +58,7 @@ integration: install
 	LEPTONIC_TEST_POSTGRES_URL=$${LEPTONIC_TEST_POSTGRES_URL:-$$(.ci/postgres.sh 2>/dev/null || true)} \
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
-e2e: install
+e2e: install sysdeps
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 bench: install
@@ -50,3 +66,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(WEB)/node_modules $(WEB)/static/vendor

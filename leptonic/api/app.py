@@ -26,6 +26,7 @@ from leptonic.api.routes import (
     status,
 )
 from leptonic.api.routes import metrics as metric_routes
+from leptonic.web import install as install_dashboard
 
 API_PREFIX = "/api/v1"
 
@@ -41,6 +42,7 @@ def create_app(platform: Any) -> Any:
                    metric_routes, alerts):
         v1.include_router(module.router)
     app.include_router(v1)
+    install_dashboard(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

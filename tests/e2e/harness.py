@@ -45,6 +45,7 @@ class RunningPlatform:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     log_file: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)   # e.g. fast observe loops
 
     @property
     def url(self) -> str:
@@ -62,6 +63,7 @@ class RunningPlatform:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTONIC_")}
         env.update(LEPTONIC_DATA_DIR=str(self.data_dir), LEPTONIC_URL=self.url,
                    PYTHONUNBUFFERED="1")
+        env.update(self.extra_env)
         return env
 
     # -- lifecycle --------------------------------------------------------------------------

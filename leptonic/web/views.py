@@ -1,0 +1,305 @@
+"""The dashboard: server-rendered pages (Jinja2), live fragments that htmx polls, and the
+JSON the charts (uPlot) draw. Every page and fragment needs the session cookie; pages
+without one redirect to ``/login``, fragments and data answer 401 with ``HX-Redirect``.
+The dashboard only reads: changes go through the API and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from leptonic import __version__
+from leptonic.core.alerts import parse_duration
+from leptonic.core.models import Deployment, check_name
+from leptonic.errors import LeptonicError
+from leptonic.observe.logs import compile_grep, search_file
+from leptonic.observe.notify import redact
+from leptonic.web.auth import (
+    LoginFailed,
+    check_login,
+    end_session,
+    session_principal,
+    start_session,
+)
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+VENDOR = STATIC / "vendor"
+VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css")
+RANGES = ("15m", "1h", "6h", "24h", "7d")
+LOG_LINES = 200
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+
+
+# -- template helpers ---------------------------------------------------------------------
+def _age(ts: float | None) -> str:
+    if not ts:
+        return ""
+    secs = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+def _clock(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if not isinstance(v, int | float):       # None, or missing from a sample
+        return "-"
+    return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:,.0f}"
+
+
+def _pct(v: Any) -> str:
+    """A 0..1 share as a percentage."""
+    return f"{v * 100:.2f}%" if isinstance(v, int | float) else "-"
+
+
+def _unit(v: Any, unit: str) -> str:
+    return f"{_num(v)} {unit}" if isinstance(v, int | float) else "-"
+
+
+templates.env.filters.update(age=_age, clock=_clock, num=_num, pct=_pct, unit=_unit,
+                             redact=redact)
+templates.env.globals.update(version=__version__, ranges=RANGES)
+
+
+def assets_missing() -> list[str]:
+    return [f for f in VENDOR_FILES if not (VENDOR / f).is_file()]
+
+
+# -- session plumbing ---------------------------------------------------------------------
+def _platform(request: Request) -> Any:
+    return request.app.state.platform
+
+
+def _page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("missing_assets", assets_missing())
+    response = templates.TemplateResponse(request, template, ctx, status_code=status)
+    return _secure(response)
+
+
+def _secure(response: Response) -> Response:
+    h = response.headers
+    h["content-security-policy"] = ("default-src 'self'; img-src 'self' data:; "
+                                    "style-src 'self' 'unsafe-inline'; script-src 'self'; "
+                                    "frame-ancestors 'none'; form-action 'self'")
+    h["x-content-type-options"] = "nosniff"
+    h["referrer-policy"] = "same-origin"
+    h["cache-control"] = "no-store"
+    return response
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _unauthorized() -> Response:
+    return _secure(JSONResponse(
+        {"type": "about:blank", "title": "Unauthorized", "status": 401,
+         "detail": "log in to the dashboard first"}, status_code=401,
+        media_type="application/problem+json", headers={"HX-Redirect": "/login"}))
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+# -- login --------------------------------------------------------------------------------
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> Response:
+    return _page(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    platform = _platform(request)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    address = request.client.host if request.client else "unknown"
+    nxt = _safe_next(form.get("next"))
+    try:
+        principal = await asyncio.to_thread(check_login, platform, form, address)
+    except LoginFailed as exc:
+        status = 429 if exc.retry_after else 401
+        return _page(request, "login.html", status=status, next=nxt, error=str(exc))
+    response = RedirectResponse(nxt, status_code=303)
+    await asyncio.to_thread(start_session, platform, principal, response,
+                            request.url.scheme == "https")
+    return _secure(response)
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    end_session(_platform(request), request, response)
+    return _secure(response)
+
+
+# -- pages --------------------------------------------------------------------------------
+def _deployment_rows(platform: Any) -> list[dict[str, Any]]:
+    latest = platform.observe.latest
+    rows = []
+    for d in platform.store.list_deployments():
+        sample = latest.get(f"deployment/{d.name}", {})
+        rows.append({"d": d, "s": sample})
+    return rows
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    return _page(request, "deployments.html", principal=principal,
+                 rows=_deployment_rows(platform), nav="deployments")
+
+
+@router.get("/ui/deployments/{name}", response_class=HTMLResponse)
+def deployment_page(request: Request, name: str, since: str = "1h") -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    try:
+        check_name(name, "deployment name")
+        d: Deployment = platform.store.get_deployment(name)
+    except LeptonicError as exc:
+        return _page(request, "error.html", status=exc.status, principal=principal,
+                     title=exc.title, detail=exc.detail, nav="deployments")
+    if since not in RANGES:
+        since = "1h"
+    return _page(request, "deployment.html", principal=principal, d=d, since=since,
+                 s=platform.observe.latest.get(f"deployment/{name}", {}),
+                 interval_s=platform.observe.settings.interval_s, nav="deployments")
+
+
+@router.get("/ui/nodes", response_class=HTMLResponse)
+def nodes_page(request: Request) -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    return _page(request, "nodes.html", principal=principal, nav="nodes",
+                 **_nodes_ctx(platform))
+
+
+@router.get("/ui/alerts", response_class=HTMLResponse)
+def alerts_page(request: Request) -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    return _page(request, "alerts.html", principal=principal, nav="alerts",
+                 **_alerts_ctx(platform))
+
+
+# -- fragments (htmx polls these) -------------------------------------------------------
+def _nodes_ctx(platform: Any) -> dict[str, Any]:
+    latest = platform.observe.latest
+    down_after = platform.observe.settings.node_down_after_s
+    nodes = [{"n": n, "s": latest.get(f"node/{n.name}", {}),
+              "up": time.time() - n.heartbeat_at <= down_after}
+             for n in platform.store.list_nodes()]
+    return {"nodes": nodes}
+
+
+def _alerts_ctx(platform: Any) -> dict[str, Any]:
+    ostore = platform.observe.ostore
+    rules = ostore.list_rules()
+    states = ostore.states()
+    return {"rules": rules, "states": states,
+            "notifications": ostore.notifications(None, 50)}
+
+
+@router.get("/ui/fragments/deployments", response_class=HTMLResponse)
+def deployments_fragment(request: Request) -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    return _page(request, "_deployment_rows.html", rows=_deployment_rows(platform))
+
+
+@router.get("/ui/fragments/nodes", response_class=HTMLResponse)
+def nodes_fragment(request: Request) -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    return _page(request, "_nodes.html", **_nodes_ctx(platform))
+
+
+@router.get("/ui/fragments/alerts", response_class=HTMLResponse)
+def alerts_fragment(request: Request) -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    return _page(request, "_alerts.html", **_alerts_ctx(platform))
+
+
+def _deployment_or_none(platform: Any, name: str) -> Deployment | None:
+    try:
+        check_name(name, "deployment name")
+        d: Deployment = platform.store.get_deployment(name)
+    except LeptonicError:
+        return None
+    return d
+
+
+@router.get("/ui/fragments/deployments/{name}/{part}", response_class=HTMLResponse)
+def deployment_fragment(request: Request, name: str, part: str,
+                        grep: str | None = None) -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    d = _deployment_or_none(platform, name)
+    if d is None:
+        return _page(request, "_gone.html", status=404, name=name)
+    if part == "summary":
+        sample = platform.observe.latest.get(f"deployment/{name}", {})
+        return _page(request, "_summary.html", d=d, s=sample)
+    if part == "replicas":
+        return _page(request, "_replicas.html", d=d,
+                     replicas=platform.store.list_replicas(name))
+    if part == "events":
+        return _page(request, "_events.html",
+                     events=platform.store.list_events(f"deployment/{name}", 50))
+    if part == "logs":
+        try:
+            pattern = compile_grep(grep)
+        except LeptonicError as exc:
+            return _page(request, "_logs.html", lines=[], error=exc.detail)
+        lines = [(r.id, line) for r in platform.store.list_replicas(name) if r.log_path
+                 for line in search_file(r.log_path, LOG_LINES, pattern)]
+        return _page(request, "_logs.html", lines=lines[-LOG_LINES:], error=None)
+    return _page(request, "_gone.html", status=404, name=f"{name}/{part}")
+
+
+@router.get("/ui/data/deployments/{name}/series")
+def deployment_series(request: Request, name: str, since: str = "1h") -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    try:
+        check_name(name, "deployment name")
+        since_s = parse_duration(since, "since")
+        result = platform.observe.query(f"deployment/{name}", None, since_s)
+    except LeptonicError as exc:
+        return _secure(JSONResponse(exc.to_problem(request.url.path), status_code=exc.status,
+                                    media_type="application/problem+json"))
+    return _secure(JSONResponse(result.model_dump()))
+
