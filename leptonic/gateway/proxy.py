@@ -12,6 +12,12 @@ send it again; the response body is streamed through as it arrives.
 
 Errors the gateway itself produces are ``application/problem+json``; the replicas' own
 4xx/5xx pass through untouched.
+
+Rollouts and autoscaling lean on the gateway: a route may split traffic by weight between
+replica templates (canary), the gateway counts each template's answers and latencies for
+the canary analysis (``traffic()``), knows the requests in flight per replica (the
+autoscaler's signal, and what a draining replica still has to finish), and holds requests
+for a deployment scaled to zero (bounded queue, timeout) until a replica is ready.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from leptonic.config import DEFAULT_MAX_BODY_BYTES
+from leptonic.core.analysis import N_BUCKETS, TrafficCounters, bucket_of
 from leptonic.errors import PROBLEM_CONTENT_TYPE, problem
 from leptonic.gateway.balancer import choose
-from leptonic.gateway.routes import RouteTable, Upstream
+from leptonic.gateway.routes import Hold, Route, RouteTable, Upstream
 from leptonic.gateway.upstream import UpstreamClient, UpstreamError, UpstreamTimeout
 
 Scope = MutableMapping[str, Any]
@@ -111,6 +118,27 @@ class _Metrics:
         return pair
 
 
+class _Traffic:
+    """Mutable counters of one (deployment, replica template); see ``TrafficCounters``."""
+
+    __slots__ = ("buckets", "errors", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.buckets = [0] * N_BUCKETS
+
+    def record(self, status: int, seconds: float | None) -> None:
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
+        if seconds is not None:
+            self.buckets[bucket_of(seconds * 1000.0)] += 1
+
+    def snapshot(self) -> TrafficCounters:
+        return TrafficCounters(self.requests, self.errors, tuple(self.buckets))
+
+
 def _bearer(value: bytes | None) -> str | None:
     if value is None:
         return None
@@ -142,6 +170,7 @@ class Gateway:
         read_timeout: float = 300.0,
         registry: CollectorRegistry | None = None,
         rng: random.Random | None = None,
+        on_hold: Callable[[str], None] | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
@@ -156,8 +185,37 @@ class Gateway:
         self._outstanding: dict[str, int] = {}
         self.outstanding: Mapping[str, int] = MappingProxyType(self._outstanding)
         self._ejected: dict[str, float] = {}   # replica id -> monotonic time it comes back
+        # rollouts and autoscaling: see the module docstring
+        self.on_hold = on_hold                  # called when a request starts waiting
+        self._traffic: dict[tuple[str, str], _Traffic] = {}
+        self._arrived: dict[str, int] = {}      # requests per deployment, ever
+        self._waiting: dict[str, int] = {}      # requests held per deployment, now
+        self._arrivals: dict[str, asyncio.Event] = {}
+        table.subscribe(self._routes_changed)
 
     # -- public helpers ----------------------------------------------------------------
+    def traffic(self, deployment: str) -> dict[str, TrafficCounters]:
+        """Cumulative answers per replica template (route group) of ``deployment``."""
+        return {group: t.snapshot() for (dep, group), t in list(self._traffic.items())
+                if dep == deployment}
+
+    def arrived(self, deployment: str) -> int:
+        """Requests for ``deployment`` since the gateway started (held ones included)."""
+        return self._arrived.get(deployment, 0)
+
+    def waiting(self, deployment: str) -> int:
+        """Requests held right now because ``deployment`` has no ready replica."""
+        return self._waiting.get(deployment, 0)
+
+    def _routes_changed(self) -> None:
+        if self._arrivals:
+            arrivals, self._arrivals = self._arrivals, {}
+            for event in arrivals.values():
+                event.set()
+        known = set(self.table.deployments())
+        for key in [k for k in self._traffic if k[0] not in known]:
+            del self._traffic[key]
+
     def ejected(self, now: float | None = None) -> list[str]:
         """Replica ids currently out of rotation after a connection failure."""
         now = time.monotonic() if now is None else now
@@ -289,12 +347,17 @@ class Gateway:
             # Not labelled by the name asked for: clients must not be able to mint series.
             self.metrics.request(UNKNOWN_DEPLOYMENT, 404)
             return
+        self._arrived[deployment] = self._arrived.get(deployment, 0) + 1
         if not route.ids:
-            await _problem(send, 503, "Service unavailable",
-                           f"deployment {deployment!r} has no ready replica; retry shortly",
-                           extra_headers=[(b"retry-after", b"1")], deployment=deployment)
-            self.metrics.request(deployment, 503)
-            return
+            held = None if route.hold is None else await self._hold(deployment, route.hold)
+            if not isinstance(held, Route):
+                why = held or "has no ready replica; retry shortly"
+                await _problem(send, 503, "Service unavailable",
+                               f"deployment {deployment!r} {why}",
+                               extra_headers=[(b"retry-after", b"1")], deployment=deployment)
+                self.metrics.request(deployment, 503)
+                return
+            route = held
 
         method: str = scope["method"]
         client = scope.get("client")
@@ -312,14 +375,57 @@ class Gateway:
         request_line = method.encode() + b" " + target + b" HTTP/1.1\r\n"
         after_host = bytes(forwarded) + b"".join(tail)
 
-        await self._forward(deployment, route.ids, route.by_id, request_line, after_host,
+        await self._forward(deployment, route, request_line, after_host,
                             body, method == "HEAD", receive, send)
+
+    async def _hold(self, deployment: str, hold: Hold) -> Route | str:
+        """Wait for a ready replica of ``deployment`` (scaled to zero, one is starting);
+        the route once it has one, else why not."""
+        n = self._waiting.get(deployment, 0)
+        if n >= hold.max_queued:
+            return (f"has no ready replica and {n} request(s) already wait for one; "
+                    "retry shortly")
+        self._waiting[deployment] = n + 1
+        if self.on_hold is not None:
+            self.on_hold(deployment)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + hold.timeout_s
+        try:
+            while True:
+                route = self.table.route(deployment)
+                if route is None:
+                    return "was deleted"
+                if route.ids:
+                    return route
+                left = deadline - loop.time()
+                event = self._arrivals.get(deployment)
+                if event is None:
+                    event = self._arrivals[deployment] = asyncio.Event()
+                try:
+                    if left <= 0:
+                        raise TimeoutError
+                    await asyncio.wait_for(event.wait(), left)
+                except TimeoutError:
+                    return (f"had no ready replica within {hold.timeout_s:g}s of this "
+                            "request; it is still starting, retry shortly")
+        finally:
+            left_waiting = self._waiting[deployment] - 1
+            if left_waiting:
+                self._waiting[deployment] = left_waiting
+            else:
+                del self._waiting[deployment]
+
+    def _record(self, deployment: str, group: str, status: int, seconds: float | None) -> None:
+        key = (deployment, group)
+        traffic = self._traffic.get(key)
+        if traffic is None:
+            traffic = self._traffic[key] = _Traffic()
+        traffic.record(status, seconds)
 
     async def _forward(
         self,
         deployment: str,
-        ids: tuple[str, ...],
-        by_id: Mapping[str, Upstream],
+        route: Route,
         request_line: bytes,
         after_host: bytes,
         body: bytes,
@@ -331,29 +437,44 @@ class Gateway:
         latency, in_flight = metrics.deployment(deployment)
         outstanding = self._outstanding
         ejected = self._ejected
+        ids, by_id, split = route.ids, route.by_id, route.split
         tried: set[str] | None = None
         attempt = 0
         last_error: UpstreamError | None = None
+        group = ""
         in_flight.inc()
         try:
             while True:
                 exclude: set[str] | frozenset[str] = tried or frozenset()
+                pool = ids
+                if split:
+                    # weighted traffic split: draw the group, then p2c inside it
+                    draw = self.rng.random() * split[-1][0]
+                    for bound, pool in split:  # noqa: B007 - the loop picks the pool
+                        if draw < bound:
+                            break
                 if ejected:
                     now = time.monotonic()
                     out = {r for r, until in ejected.items() if until > now}
                     if len(out) != len(ejected):
                         for back in [r for r in ejected if r not in out]:
                             del ejected[back]
-                    chosen = choose(ids, outstanding, self.rng, exclude | out if out else exclude)
+                    chosen = choose(pool, outstanding, self.rng, exclude | out if out else exclude)
+                    if chosen is None and pool is not ids:
+                        chosen = choose(ids, outstanding, self.rng,
+                                        exclude | out if out else exclude)
                     if chosen is None and out:
                         # Everything left is ejected: better to try one than to fail.
                         chosen = choose(ids, outstanding, self.rng, exclude)
                 else:
-                    chosen = choose(ids, outstanding, self.rng, exclude)
+                    chosen = choose(pool, outstanding, self.rng, exclude)
+                    if chosen is None and pool is not ids:
+                        chosen = choose(ids, outstanding, self.rng, exclude)
                 if chosen is None:
                     break
                 rid = chosen
                 upstream = by_id[rid]
+                group = upstream.group
                 outstanding[rid] = outstanding.get(rid, 0) + 1
                 try:
                     started = time.perf_counter()
@@ -380,7 +501,9 @@ class Gateway:
                                 metrics.ejections.labels(deployment).inc()
                             ejected[rid] = time.monotonic() + EJECT_SECONDS
                         continue
-                    latency.observe(time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    latency.observe(elapsed)
+                    self._record(deployment, group, resp.status, elapsed)
                     await self._relay(deployment, upstream, resp, receive, send)
                     return
                 finally:
@@ -392,6 +515,7 @@ class Gateway:
         finally:
             in_flight.dec()
 
+        self._record(deployment, group, 502, None)
         if isinstance(last_error, UpstreamTimeout):
             await _problem(send, 504, "Gateway timeout",
                            f"a replica of deployment {deployment!r} did not answer in time: "
