@@ -78,7 +78,7 @@ def relabel(scrape: ReplicaScrape) -> list[Metric]:
     handlers: set[str] = set()
     kept = 0
     for fam in scrape.families:
-        if not fam.name.startswith(REPLICA_PREFIX):
+        if not fam.name.startswith(REPLICA_PREFIX) or fam.name.endswith("_created"):
             continue
         new = Metric(fam.name, fam.documentation, fam.type, fam.unit)
         for s in fam.samples:
@@ -92,7 +92,8 @@ def relabel(scrape: ReplicaScrape) -> list[Metric]:
             labels = {"deployment": scrape.deployment, "replica": scrape.replica, **s.labels}
             new.samples.append(Sample(s.name, labels, s.value, None, None))
             kept += 1
-        out.append(new)
+        if new.samples:
+            out.append(new)
     return out
 
 
