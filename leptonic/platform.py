@@ -26,7 +26,7 @@ from leptonic.controller.loop import Controller, Routes
 from leptonic.controller.probes import HttpProber, Prober
 from leptonic.core.models import Node
 from leptonic.gateway.proxy import Gateway
-from leptonic.gateway.routes import RouteTable, Upstream
+from leptonic.gateway.routes import RouteTable
 from leptonic.runtime.base import Backend
 from leptonic.runtime.local import LocalBackend
 
@@ -57,12 +57,13 @@ class Platform:
         self.registry = CollectorRegistry()
         self.routes = RouteTable()
         self.gateway = Gateway(self.routes, authorize=self.verifier.authorize_run,
-                               max_body_bytes=settings.max_body_bytes, registry=self.registry)
+                               max_body_bytes=settings.max_body_bytes, registry=self.registry,
+                               on_hold=lambda _: self.controller.wake())
         self.backend: Backend = backend or LocalBackend(self.layout, host="127.0.0.1")
         self.prober: Prober = prober or HttpProber()
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
                                      prober=self.prober, artifacts=self.artifacts,
-                                     secrets=self.secrets)
+                                     secrets=self.secrets, traffic=self.gateway)
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
                                      registry=self.registry)
         from leptonic.observe.service import Observability
@@ -88,8 +89,7 @@ class Platform:
         return deployment in names
 
     def publish_routes(self, routes: Routes) -> None:
-        self.routes.replace_all({name: [Upstream(rid, url) for rid, url in ups]
-                                 for name, ups in routes.items()})
+        self.routes.replace_routes(routes)
 
     def wake(self) -> None:
         """Ask the controller to reconcile now; safe from any thread."""
@@ -109,6 +109,9 @@ class Platform:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        swept = await asyncio.to_thread(self.artifacts.sweep_staging)
+        if swept:
+            log.info("removed %d half-uploaded bundle(s) left by a crash", swept)
         await asyncio.to_thread(self.store.upsert_node, self.local_node())
         self._heartbeat = asyncio.create_task(self._beat())
         self._follow_task = asyncio.create_task(self._sync_routes(), name="leptonic-routes")
@@ -134,11 +137,12 @@ class Platform:
             try:
                 deployments = await asyncio.to_thread(self.store.list_deployments)
                 replicas = await asyncio.to_thread(self.store.list_replicas)
+                rollouts = await asyncio.to_thread(self.store.list_rollouts)
             except Exception as exc:
                 log.warning("cannot read routes from the store (%s); serving the last "
                             "route table", type(exc).__name__)
                 continue
-            self.publish_routes(self.controller.routes_of(deployments, replicas))
+            self.publish_routes(self.controller.routes_of(deployments, replicas, rollouts))
 
     async def stop(self, *, stop_replicas: bool | None = None) -> None:
         """Stop serving. With embedded SQLite a clean stop takes the replicas with it (the
@@ -206,6 +210,7 @@ def run_platform(settings: Settings) -> None:
     import uvicorn
 
     from leptonic.auth.tokens import ensure_admin_token
+    from leptonic.server import GuardedHttpToolsProtocol
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -220,7 +225,7 @@ def run_platform(settings: Settings) -> None:
     layout.pidfile.write_text(f"{os.getpid()}\n")
     log.info("leptonic is up at %s (data dir %s)", settings.url, layout.root)
     config = uvicorn.Config(platform, host=settings.host, port=settings.port,
-                            loop="uvloop", http="httptools", lifespan="on",
+                            loop="uvloop", http=GuardedHttpToolsProtocol, lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     # uvicorn re-raises SIGINT/SIGTERM once it has shut down gracefully; the handlers it

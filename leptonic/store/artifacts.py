@@ -99,7 +99,7 @@ class ArtifactStore:
     def stage(self, archive: BinaryIO, max_bytes: int) -> Path:
         """Unpack an upload into a fresh staging folder; the caller commits or discards."""
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.root))
         try:
             extract_bundle(archive, staging, max_bytes)
         except BaseException:
@@ -126,8 +126,26 @@ class ArtifactStore:
     def remove(self, digest: str) -> None:
         shutil.rmtree(self.path(digest), ignore_errors=True)
 
-    def sweep_staging(self) -> None:
-        """Remove staging folders left by a crash mid-upload."""
-        if self.root.exists():
-            for p in self.root.glob(".staging-*"):
-                shutil.rmtree(p, ignore_errors=True)
+    def sweep_staging(self) -> int:
+        """Remove staging folders left by a process that died mid-upload (not those of a
+        live control plane sharing this data dir); returns how many."""
+        removed = 0
+        if not self.root.exists():
+            return 0
+        for p in self.root.glob(".staging-*"):
+            pid_text = p.name.split("-")[1] if p.name.count("-") >= 2 else ""
+            if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != os.getpid():
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
