@@ -244,3 +244,24 @@ def test_public_and_scoped_deployment_access(api: TestClient, anon: TestClient,
     limited = v.authorize_run(scoped, "closed")
     assert getattr(limited, "status", None) == 429
     assert dict(limited.headers)[b"retry-after"] == b"1"   # type: ignore[union-attr]
+
+
+def test_gateway_enforces_deployment_access(api: TestClient, anon: TestClient) -> None:
+    """Through the gateway itself: public needs no token, private does, scoped tokens
+    only reach their deployment, rate limits answer 429 with Retry-After."""
+    for name, public in (("pub", True), ("priv", False)):
+        r = api.post("/api/v1/deployments", json={"name": name, "photon": "builtin:echo",
+                                                   "replicas": 0, "public": public})
+        assert r.status_code == 201
+    time.sleep(1.1)                                      # the public set refreshes each 1 s
+    assert anon.post("/run/pub/echo", json={"text": "x"}).status_code == 503  # no replica
+    assert anon.post("/run/priv/echo", json={"text": "x"}).status_code == 401
+    scoped = make_token(api, "scoped", "viewer", deployment="priv", rate_limit_rps=1)
+    other = anon.post("/run/pub/echo", headers=as_token(anon, scoped), json={})
+    assert other.status_code == 403
+    assert other.headers["content-type"].startswith(PROBLEM)
+    assert anon.post("/run/priv/echo", headers=as_token(anon, scoped),
+                     json={}).status_code == 503
+    limited = anon.post("/run/priv/echo", headers=as_token(anon, scoped), json={})
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "1"
