@@ -200,31 +200,7 @@ class Observability:
 
     # -- downsampling and retention -------------------------------------------------------
     def compact(self, now: float) -> dict[str, int]:
-        """Roll finished buckets into each tier, then drop what is past retention."""
-        s = self.settings
-        source = 0
-        written: dict[str, int] = {}
-        for tier in s.tiers:
-            res = tier.resolution_s
-            last = self.ostore.last_sample_ts(res)
-            start = 0.0 if last is None else last + res
-            end = float(int(now // res) * res)
-            if end > start:
-                rows = self.ostore.samples_between(source, start, end)
-                by_series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
-                for series, ts, data in rows:
-                    by_series.setdefault(series, []).append((ts, data))
-                out = [(series, ts, data) for series, pts in by_series.items()
-                       for ts, data in rollup(pts, res)]
-                self.ostore.add_rollups(res, out)
-                written[f"rollup_{res}"] = len(out)
-            source = res
-        written["deleted_raw"] = self.ostore.delete_samples_before(0, now - s.raw_retention_s)
-        for tier in s.tiers:
-            written[f"deleted_{tier.resolution_s}"] = self.ostore.delete_samples_before(
-                tier.resolution_s, now - tier.retention_s)
-        self.ostore.prune_notifications(now - NOTIFICATION_HISTORY_S)
-        return written
+        return compact(self.ostore, self.settings, now)
 
     # -- logs -----------------------------------------------------------------------------
     async def rotate_logs(self) -> None:
@@ -274,3 +250,30 @@ class Observability:
                             since=start, until=until, metrics=names,
                             t=[ts for ts, _ in rows],
                             values={m: [d.get(m) for _, d in rows] for m in names})
+
+
+def compact(ostore: ObserveStore, s: ObserveSettings, now: float) -> dict[str, int]:
+    """Roll finished buckets into each tier (each tier from the one before it), then drop
+    every row past its tier's retention: what keeps the series bounded."""
+    source = 0
+    written: dict[str, int] = {}
+    for tier in s.tiers:
+        res = tier.resolution_s
+        last = ostore.last_sample_ts(res)
+        start = 0.0 if last is None else last + res
+        end = float(int(now // res) * res)
+        if end > start:
+            by_series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+            for series, ts, data in ostore.samples_between(source, start, end):
+                by_series.setdefault(series, []).append((ts, data))
+            out = [(series, ts, data) for series, pts in by_series.items()
+                   for ts, data in rollup(pts, res)]
+            ostore.add_rollups(res, out)
+            written[f"rollup_{res}"] = len(out)
+        source = res
+    written["deleted_raw"] = ostore.delete_samples_before(0, now - s.raw_retention_s)
+    for tier in s.tiers:
+        written[f"deleted_{tier.resolution_s}"] = ostore.delete_samples_before(
+            tier.resolution_s, now - tier.retention_s)
+    ostore.prune_notifications(now - NOTIFICATION_HISTORY_S)
+    return written
