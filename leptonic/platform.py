@@ -132,17 +132,21 @@ class Platform:
         store cannot be read, the last table keeps serving."""
         while True:
             await asyncio.sleep(0.5)
-            if self.is_leader:
-                continue                # the controller publishes in-process
-            try:
-                deployments = await asyncio.to_thread(self.store.list_deployments)
-                replicas = await asyncio.to_thread(self.store.list_replicas)
-                rollouts = await asyncio.to_thread(self.store.list_rollouts)
-            except Exception as exc:
-                log.warning("cannot read routes from the store (%s); serving the last "
-                            "route table", type(exc).__name__)
-                continue
-            self.publish_routes(self.controller.routes_of(deployments, replicas, rollouts))
+            if not self.is_leader:      # the leader's controller publishes in-process
+                await self.sync_routes_once()
+
+    async def sync_routes_once(self) -> bool:
+        """Rebuild the route table from the store; False (table kept) if unreachable."""
+        try:
+            deployments = await asyncio.to_thread(self.store.list_deployments)
+            replicas = await asyncio.to_thread(self.store.list_replicas)
+            rollouts = await asyncio.to_thread(self.store.list_rollouts)
+        except Exception as exc:
+            log.warning("cannot read routes from the store (%s); serving the last "
+                        "route table", type(exc).__name__)
+            return False
+        self.publish_routes(self.controller.routes_of(deployments, replicas, rollouts))
+        return True
 
     async def stop(self, *, stop_replicas: bool | None = None) -> None:
         """Stop serving. With embedded SQLite a clean stop takes the replicas with it (the
