@@ -44,6 +44,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -82,12 +83,13 @@ class Context:
     headers: dict[str, str] = field(default_factory=dict)   # sent with every request
     tmpdirs: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
     peer_python: str | None = None
+    api: Any = None                     # httpx.Client on /api/v1 once platform() ran
 
     def spawn(self, args: list[str], ready_url: str | None, timeout_s: float = 60.0,
-              port: int | None = None) -> None:
+              port: int | None = None, env: dict[str, str] | None = None) -> None:
         """Start ``args`` pinned to the server core; wait until ``ready_url`` answers 200
-        (or, without one, until ``port`` accepts connections)."""
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        (or, without one, until ``port`` accepts connections). ``env`` adds variables."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         # own session, so stop() takes the whole process tree (peers fork workers)
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,
@@ -129,9 +131,11 @@ class Context:
         self.spawn(args, f"http://127.0.0.1:{port}/healthz")
         return f"http://127.0.0.1:{port}/run/echo"
 
-    def platform(self, replicas: int) -> str:
-        """Start ``leptonic up`` (its replicas inherit its core) with ``builtin:echo`` at
-        ``replicas`` replicas; return the deployment's gateway URL."""
+    def platform(self, replicas: int, photon: str = "builtin:echo", name: str = "echo",
+                 env: dict[str, str] | None = None, ready_s: float = 60) -> str:
+        """Start ``leptonic up`` (its replicas inherit its core) with a deployment ``name``
+        of ``photon`` (default ``builtin:echo``) at ``replicas`` replicas, ``env`` set on
+        it; return the deployment's gateway URL."""
         import httpx
 
         tmp = tempfile.TemporaryDirectory(prefix="leptonic-bench-")
@@ -143,14 +147,15 @@ class Context:
         token = (data / "admin-token").read_text().strip()
         self.headers = {"authorization": f"Bearer {token}"}
         api = httpx.Client(base_url=f"{base}/api/v1", headers=self.headers, timeout=30)
-        api.post("/deployments", json={"name": "echo", "photon": "builtin:echo",
-                                       "replicas": replicas}).raise_for_status()
-        deadline = time.monotonic() + 60
-        while api.get("/deployments/echo").json()["status"]["phase"] != "Ready":
+        api.post("/deployments", json={"name": name, "photon": photon, "replicas": replicas,
+                                       "env": env or {}}).raise_for_status()
+        deadline = time.monotonic() + ready_s
+        while api.get(f"/deployments/{name}").json()["status"]["phase"] != "Ready":
             if time.monotonic() > deadline:
-                raise RuntimeError("the echo deployment did not become ready in 60 s")
+                raise RuntimeError(f"the {name} deployment did not become ready in {ready_s} s")
             time.sleep(0.2)
-        return f"{base}/run/echo"
+        self.api = api
+        return f"{base}/run/{name}"
 
     def stop(self) -> None:
         for proc in self.procs:
