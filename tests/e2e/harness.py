@@ -125,11 +125,11 @@ class RunningPlatform:
         return httpx.request(method, f"{self.url}/api/v1{path}", headers=self.headers,
                              timeout=30, **kw)
 
-    def cli(self, *args: str, check: bool = True,
-            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, check: bool = True, timeout: float = 180,
+            input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         res = subprocess.run([sys.executable, "-m", "leptonic", *args], env=self.env(),
                              capture_output=True, text=True, timeout=timeout,
-                             cwd=str(REPO / "examples" / "echo"))
+                             input=input_text, cwd=str(REPO / "examples" / "echo"))
         if check and res.returncode != 0:
             raise AssertionError(f"leptonic {' '.join(args)} failed ({res.returncode}):\n"
                                  f"{res.stdout}\n{res.stderr}")
