@@ -59,6 +59,7 @@ integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 e2e: install sysdeps
+	LEPTONIC_TEST_POSTGRES_URL=$${LEPTONIC_TEST_POSTGRES_URL:-$$(.ci/postgres.sh 2>/dev/null || true)} \
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 bench: install
