@@ -1,24 +1,51 @@
-"""What every controller phase works with: the store, the backend, the clock, the policy."""
+"""What every controller phase works with: the store, the backend, the prober, the
+gateway's traffic figures, the clock, the policy."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from leptonic.controller.probes import Prober
+from leptonic.core.analysis import TrafficCounters
 from leptonic.core.transitions import RestartPolicy
 from leptonic.runtime.base import Backend
 
 
-@dataclass
-class ProbePolicy:
-    """Readiness is probed every tick while starting; liveness every ``period_s`` once ready."""
+class Traffic(Protocol):
+    """What the controller reads from the gateway (``leptonic.gateway.Gateway`` is one)."""
 
-    period_s: float = 1.0
-    failure_threshold: int = 3
+    outstanding: Mapping[str, int]          # replica id -> requests in flight
+
+    def waiting(self, deployment: str) -> int:
+        """Requests held because the deployment has no ready replica."""
+        ...
+
+    def arrived(self, deployment: str) -> int:
+        """Requests for the deployment so far (a counter)."""
+        ...
+
+    def traffic(self, deployment: str) -> dict[str, TrafficCounters]:
+        """Cumulative answers per replica template (generation as a string)."""
+        ...
+
+
+class NoTraffic:
+    """No gateway in this process: no requests, ever."""
+
+    outstanding: Mapping[str, int] = {}
+
+    def waiting(self, deployment: str) -> int:
+        return 0
+
+    def arrived(self, deployment: str) -> int:
+        return 0
+
+    def traffic(self, deployment: str) -> dict[str, TrafficCounters]:
+        return {}
 
 
 @dataclass
@@ -29,9 +56,9 @@ class ControllerContext:
     artifacts: Any                  # leptonic.store.artifacts.ArtifactStore
     secrets: Any = None             # leptonic.auth.secrets.SecretBox (None: no secrets)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
-    probes: ProbePolicy = field(default_factory=ProbePolicy)
+    traffic: Traffic = field(default_factory=NoTraffic)
     clock: Callable[[], float] = time.time
-    stop_grace_s: float = 10.0
+    stop_grace_s: float = 10.0      # SIGTERM to SIGKILL, once a replica has been drained
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a store call off the event loop, which also carries gateway traffic."""

@@ -17,13 +17,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.deployments import DeploymentReconciler
 from leptonic.controller.replicas import ReplicaObserver
-from leptonic.core.models import Deployment, Replica, ReplicaState
+from leptonic.core.models import Deployment, Replica, ReplicaState, Rollout
+from leptonic.gateway.routes import Hold, Route, Upstream
 from leptonic.runtime.base import ReplicaHandle
 
 log = logging.getLogger(__name__)
 
-#: deployment name -> [(replica_id, url)] of ready replicas
-Routes = dict[str, list[tuple[str, str]]]
+#: deployment name -> its route: ready replicas passing their probes, traffic weights per
+#: replica template, and whether requests wait for a replica while there is none
+Routes = dict[str, Route]
 
 
 class Controller:
@@ -49,13 +51,31 @@ class Controller:
             ["phase"], registry=registry)
 
     @staticmethod
-    def routes_of(deployments: list[Deployment], replicas: list[Replica]) -> Routes:
+    def routes_of(deployments: list[Deployment], replicas: list[Replica],
+                  rollouts: dict[str, Rollout] | None = None) -> Routes:
         """The gateway's route table from stored state alone, so a follower control plane
-        (which runs no controller) builds the same table the leader publishes."""
-        routes: Routes = {d.name: [] for d in deployments if not d.deleting}
+        (which runs no controller) builds the same table the leader publishes.
+
+        A replica is routed once ready and while it passes its probes; a rollout's weights
+        split traffic between replica templates (a template without weight gets none); a
+        deployment that may scale to zero has its requests held while it has no replica.
+        """
+        rollouts = rollouts or {}
+        ups: dict[str, list[Upstream]] = {d.name: [] for d in deployments if not d.deleting}
         for r in replicas:
-            if r.state is ReplicaState.READY and r.url and r.deployment in routes:
-                routes[r.deployment].append((r.id, r.url))
+            if r.state is ReplicaState.READY and r.url and r.deployment in ups \
+                    and r.probe_failures == 0:
+                ups[r.deployment].append(Upstream(r.id, r.url, str(r.generation)))
+        routes: Routes = {}
+        for d in deployments:
+            if d.name not in ups:
+                continue
+            rollout = rollouts.get(d.name)
+            weights = rollout.status.weights if rollout is not None else {}
+            auto = d.spec.autoscaling
+            hold = Hold(auto.max_queued, auto.queue_timeout_s) \
+                if auto is not None and auto.min_replicas == 0 else None
+            routes[d.name] = Route.of(d.name, ups[d.name], weights or None, hold)
         return routes
 
     def wake(self) -> None:
@@ -98,7 +118,9 @@ class Controller:
                 await ctx.event(f"deployment/{r.deployment}", "ReplicaLost",
                                 f"replica {r.id} (pid {r.pid}) was gone after a control-plane "
                                 "restart; a new one will be started", "Warning")
-        known = {r.id for r in replicas}
+        # only replicas kept are known: a process whose row was just dropped (it was
+        # draining, or its pid was never recorded) is an orphan, not a second copy
+        known = {r.id for r in await ctx.db(ctx.store.list_replicas)}
         orphans = await ctx.backend.kill_orphans(known)
         if adopted or lost or orphans:
             log.info("recovered: %d replica(s) adopted, %d lost, %d orphan(s) stopped",
@@ -129,18 +151,21 @@ class Controller:
         state: dict[str, list[Replica]] = {}
 
         async def observe() -> None:
+            deployments = await self.ctx.db(self.ctx.store.list_deployments)
             replicas = await self.ctx.db(self.ctx.store.list_replicas)
-            state["replicas"] = await self.observer.observe(replicas)
+            probes = {d.name: d.spec.probes for d in deployments}
+            state["replicas"] = await self.observer.observe(replicas, probes)
 
         async def reconcile() -> None:
             deployments = await self.ctx.db(self.ctx.store.list_deployments)
+            rollouts = await self.ctx.db(self.ctx.store.list_rollouts)
             replicas = state.get("replicas")
             if replicas is None:
                 replicas = await self.ctx.db(self.ctx.store.list_replicas)
             for d in deployments:
                 mine = [r for r in replicas if r.deployment == d.name]
                 try:
-                    await self.reconciler.reconcile(d, mine)
+                    await self.reconciler.reconcile(d, mine, rollouts.get(d.name))
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -150,7 +175,9 @@ class Controller:
         async def publish() -> None:
             deployments = await self.ctx.db(self.ctx.store.list_deployments)
             replicas = await self.ctx.db(self.ctx.store.list_replicas)
-            self.publish(self.routes_of(deployments, replicas))
+            rollouts = await self.ctx.db(self.ctx.store.list_rollouts)
+            self.publish(self.routes_of(deployments, replicas, rollouts))
+            self.reconciler.routes_published()
 
         await self._guarded("observe", observe)
         await self._guarded("reconcile", reconcile)

@@ -93,13 +93,14 @@ def replica_settled(replica: Replica, now: float, policy: RestartPolicy) -> Repl
 
 
 def deployment_status(deployment: Deployment, replicas: list[Replica], now: float,
-                      policy: RestartPolicy, previous: DeploymentStatus | None = None
-                      ) -> DeploymentStatus:
-    """Summarise replicas into the deployment's phase, counts and message."""
+                      policy: RestartPolicy, previous: DeploymentStatus | None = None,
+                      desired: int | None = None) -> DeploymentStatus:
+    """Summarise replicas into the deployment's phase, counts and message. ``desired`` is
+    the replica count aimed for (the autoscaler's), ``spec.replicas`` by default."""
     prev = previous or deployment.status
     active = [r for r in replicas if r.state in ACTIVE_STATES]
     ready = [r for r in active if r.state is ReplicaState.READY]
-    desired = deployment.spec.replicas
+    desired = deployment.spec.replicas if desired is None else desired
     looping = [r for r in active if r.failures >= policy.crashloop_after]
     last_error = prev.last_error
     if deployment.deleting:
@@ -133,5 +134,6 @@ def deployment_status(deployment: Deployment, replicas: list[Replica], now: floa
         "message": message,
         "last_error": last_error,
         "observed_generation": deployment.generation,
+        "desired_replicas": desired,
         "updated_at": now,
     })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
 
@@ -65,14 +66,33 @@ class FakeBackend:
 
 @dataclass
 class FakeProber:
-    """Answers readiness for fake replicas: every url is ready unless listed in ``down``."""
+    """Answers probes of fake replicas: every url is ready unless listed in ``down`` (no
+    answer: dead or hung) or ``unready`` (answers 503); smoke checks fail for urls in
+    ``smoke_fails`` (url -> why)."""
 
     down: set[str] = field(default_factory=set)
+    unready: set[str] = field(default_factory=set)
+    smoke_fails: dict[str, str] = field(default_factory=dict)
+    smoked: list[str] = field(default_factory=list)
     calls: int = 0
 
-    async def ready(self, url: str) -> bool:
+    async def probe(self, url: str, timeout_s: float = 1.0) -> Any:
+        from leptonic.controller.probes import ProbeResult
+
         self.calls += 1
-        return url not in self.down
+        if url in self.down:
+            return ProbeResult.NO_ANSWER
+        if url in self.unready:
+            return ProbeResult.NOT_READY
+        return ProbeResult.READY
+
+    async def ready(self, url: str) -> bool:
+        return str(await self.probe(url)) == "ready"
+
+    async def smoke(self, url: str, path: str, body: Any, timeout_s: float = 5.0
+                    ) -> str | None:
+        self.smoked.append(url)
+        return self.smoke_fails.get(url)
 
     async def aclose(self) -> None:
         return None

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from leptonic.controller.context import ControllerContext, ProbePolicy
+from leptonic.controller.context import ControllerContext
 from leptonic.controller.loop import Controller, Routes
-from leptonic.core.models import DeploymentPhase, DeploymentSpec, ReplicaState
+from leptonic.core.models import DeploymentPhase, DeploymentSpec, ProbeSpec, ReplicaState
 from leptonic.core.transitions import RestartPolicy
 from leptonic.runtime.fake import FakeBackend, FakeProber
 from leptonic.store.artifacts import ArtifactStore
@@ -45,6 +45,11 @@ class World:
     def phase(self) -> DeploymentPhase:
         return self.store.get_deployment("echo").status.phase
 
+    def routed(self, name: str = "echo") -> list[str] | None:
+        """Replica ids the last published route table sends ``name``'s traffic to."""
+        route = self.routes[-1].get(name)
+        return None if route is None else sorted(route.ids)
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
@@ -54,16 +59,19 @@ def world(tmp_path: Path) -> World:
     ctx = ControllerContext(store=store, backend=backend, prober=prober,
                             artifacts=ArtifactStore(tmp_path / "artifacts"),
                             restart=RestartPolicy(base_s=1, crashloop_after=3),
-                            probes=ProbePolicy(period_s=1, failure_threshold=2),
                             clock=clock, stop_grace_s=0.1)
     routes: list[Routes] = []
     controller = Controller(ctx, routes.append, tick_s=0.01)
     return World(store, backend, prober, clock, controller, routes)
 
 
+PROBES = ProbeSpec(period_s=1, liveness_failures=2)
+
+
 def deploy(world: World, replicas: int = 2) -> None:
     world.store.create_deployment(
-        "echo", DeploymentSpec(photon="builtin:echo", photon_version=0, replicas=replicas))
+        "echo", DeploymentSpec(photon="builtin:echo", photon_version=0, replicas=replicas,
+                               probes=PROBES))
 
 
 async def test_deploy_starts_replicas_then_routes_them_once_ready(world: World) -> None:
@@ -72,14 +80,13 @@ async def test_deploy_starts_replicas_then_routes_them_once_ready(world: World) 
     await world.tick()
     assert len(world.backend.started) == 2
     assert len(world.replicas(ReplicaState.STARTING)) == 2
-    assert world.routes[-1] == {"echo": []}
+    assert world.routed() == []
     assert world.phase() is DeploymentPhase.PENDING
     world.prober.down.clear()
     await world.tick()
     assert len(world.replicas(ReplicaState.READY)) == 2
     await world.tick()
-    assert sorted(rid for rid, _ in world.routes[-1]["echo"]) == sorted(
-        r.id for r in world.replicas())
+    assert world.routed() == sorted(r.id for r in world.replicas())
     assert world.phase() is DeploymentPhase.READY
     await world.tick(5, advance=1)
     assert len(world.backend.started) == 2, "a converged deployment starts nothing more"
@@ -96,7 +103,7 @@ async def test_crashed_replica_leaves_routes_and_restarts_after_backoff(world: W
     assert failed.state is ReplicaState.FAILED
     assert failed.exit_code == 137
     assert "RuntimeError: boom" in (failed.last_error or "")
-    assert world.routes[-1] == {"echo": []}
+    assert world.routed() == []
     await world.tick(advance=0.5)          # still in backoff (1 s)
     assert len(world.backend.started) == 1
     await world.tick(advance=0.6)
@@ -160,7 +167,7 @@ async def test_env_change_replaces_replicas_without_gap(world: World) -> None:
     world.store.update_deployment_spec("echo", d.spec.model_copy(update={"env": {"A": "1"}}))
     for _ in range(6):
         await world.tick()
-        assert len(world.routes[-1]["echo"]) >= 2, "never fewer ready routes than desired"
+        assert len(world.routed() or []) >= 2, "never fewer ready routes than desired"
     new = {r.id for r in world.replicas()}
     assert new.isdisjoint(old)
     assert all(launch.env == {"A": "1"} for launch in world.backend.started[2:])
