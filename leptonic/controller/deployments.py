@@ -392,11 +392,10 @@ class DeploymentReconciler:
             await asyncio.wait_for(published.wait(), PUBLISH_WAIT_S)
         except TimeoutError:
             pass
-        outstanding = self.ctx.traffic.outstanding
-        while outstanding.get(r.id, 0) > 0:
+        while (left := self.ctx.traffic.outstanding.get(r.id, 0)) > 0:
             if loop.time() >= deadline:
                 log.warning("replica %s still had %d request(s) in flight after %.1fs of "
-                            "draining; stopping it", r.id, outstanding.get(r.id, 0), drain_s)
+                            "draining; stopping it", r.id, left, drain_s)
                 return
             await asyncio.sleep(0.02)
 
