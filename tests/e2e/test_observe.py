@@ -182,6 +182,14 @@ def test_metrics_prometheus_series_and_alert_lifecycle(
         assert _prom_query(prom_port, 'sum(leptonic_photon_requests_total'
                                       '{deployment="echo",handler="echo"})') >= 100
         assert _prom_query(prom_port, 'count(leptonic_replica_up{deployment="echo"})') == 2
+        # every query of the Grafana dashboard in docs/ is valid PromQL for this Prometheus
+        dash = json.loads((REPO / "docs" / "grafana" / "leptonic-dashboard.json").read_text())
+        for panel in dash["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$deployment", ".*")
+                r = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query",
+                              params={"query": expr}, timeout=5)
+                assert r.json()["status"] == "success", (panel["title"], r.text)
 
         # the built-in series, through the API and the CLI
         q = p.api("GET", "/metrics/query", params={"deployment": "echo", "since": "5m"}).json()
