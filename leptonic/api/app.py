@@ -22,6 +22,7 @@ from leptonic.api.routes import (
     cluster,
     deployments,
     photons,
+    rollouts,
     secrets,
     status,
 )
@@ -38,7 +39,7 @@ def create_app(platform: Any) -> Any:
     app.state.platform = platform
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
-    for module in (status, photons, deployments, cluster, auth, secrets, audit,
+    for module in (status, photons, deployments, rollouts, cluster, auth, secrets, audit,
                    metric_routes, alerts):
         v1.include_router(module.router)
     app.include_router(v1)

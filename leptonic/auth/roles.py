@@ -50,6 +50,14 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/v1/deployments/{name}/replicas"): V,
     ("GET", "/api/v1/deployments/{name}/events"): V,
     ("GET", "/api/v1/deployments/{name}/logs"): V,
+    # rollouts
+    ("GET", "/api/v1/deployments/{name}/rollout"): V,
+    ("POST", "/api/v1/deployments/{name}/rollout/pause"): D,
+    ("POST", "/api/v1/deployments/{name}/rollout/resume"): D,
+    ("POST", "/api/v1/deployments/{name}/rollout/promote"): D,
+    ("POST", "/api/v1/deployments/{name}/rollout/abort"): D,
+    ("POST", "/api/v1/deployments/{name}/rollback"): D,
+    ("GET", "/api/v1/deployments/{name}/routes"): V,
     # cluster
     ("GET", "/api/v1/replicas"): V,
     ("GET", "/api/v1/nodes"): V,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from leptonic.cli import rollout as rollout_cli
 from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import age, clock, console, fields, show, table
 from leptonic.cli.replica import replicas_table
+from leptonic.cli.rollout import spec_options
 from leptonic.client import Client
 from leptonic.core.models import Deployment, Event
 
@@ -44,9 +46,14 @@ def _photon(d: Deployment) -> str:
     return f"{spec.photon}@{spec.photon_version}"
 
 
+def _desired(d: Deployment) -> int:
+    """What the deployment aims for: spec.replicas, or the autoscaler's count."""
+    return d.status.desired_replicas if d.spec.autoscaling is not None else d.spec.replicas
+
+
 def deployments_table(deployments: list[Deployment]) -> object:
     return table(["NAME", "PHOTON", "READY", "PHASE", "GENERATION", "AGE", "MESSAGE"],
-                 [(d.name, _photon(d), f"{d.status.ready_replicas}/{d.spec.replicas}",
+                 [(d.name, _photon(d), f"{d.status.ready_replicas}/{_desired(d)}",
                    d.status.phase, d.generation, age(d.created_at), d.status.message)
                   for d in deployments])
 
@@ -56,7 +63,11 @@ def deployment_fields(d: Deployment) -> object:
     env = ", ".join(f"{k}={v}" for k, v in sorted(d.spec.env.items())) or "-"
     return fields([
         ("name", d.name), ("photon", _photon(d)), ("phase", st.phase),
-        ("replicas", f"{st.ready_replicas}/{d.spec.replicas} ready ({st.replicas} running)"),
+        ("replicas", f"{st.ready_replicas}/{_desired(d)} ready ({st.replicas} running)"),
+        ("autoscaling", "-" if (a := d.spec.autoscaling) is None else
+         f"{a.min_replicas}..{a.max_replicas} replicas, {a.target_concurrency:g} in flight "
+         f"each (now {st.autoscale.in_flight if st.autoscale else 0:g})"),
+        ("strategy", d.spec.strategy.type.value), ("rollout", st.rollout or "-"),
         ("restarts", st.restarts), ("generation", f"{d.generation} "
                                                   f"(observed {st.observed_generation})"),
         ("env", env), ("message", st.message or "-"), ("last error", st.last_error or "-"),
@@ -82,6 +93,7 @@ def _wait(client: Client, opts: Opts, name: str, timeout: float) -> Deployment:
 
 
 @app.command("create")
+@spec_options
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", "-n", help="Deployment name (a slug).")],
@@ -98,12 +110,13 @@ def create(
         "--no-wait", help="Return once created instead of waiting until ready.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300.0,
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+    spec: dict[str, Any] | None = None,
 ) -> None:
     """Deploy a photon and (unless --no-wait) wait until all its replicas are ready."""
     opts = options(ctx, output, url, token)
     with connect(opts) as client:
         dep = client.create_deployment(name, photon, replicas, parse_env(env) or {},
-                                       secrets=secret or (), public=public)
+                                       secrets=secret or (), public=public, **(spec or {}))
         if not no_wait:
             dep = _wait(client, opts, name, timeout)
     show(opts, dep, lambda d: deployments_table([d]))
@@ -153,6 +166,7 @@ def scale(
 
 
 @app.command("update")
+@spec_options
 def update(
     ctx: typer.Context, name: str,
     photon: Annotated[str | None, typer.Option(
@@ -163,16 +177,27 @@ def update(
         show_default=False)] = None,
     replicas: Annotated[int | None, typer.Option(min=0, help="Desired replicas.",
                                                  show_default=False)] = None,
+    no_autoscaling: Annotated[bool, typer.Option(
+        "--no-autoscaling", help="Turn autoscaling off (then set --replicas).",
+        rich_help_panel="Rollout, scaling, probes")] = False,
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+    spec: dict[str, Any] | None = None,
 ) -> None:
-    """Change a deployment's photon, environment or replicas (a rollout follows)."""
+    """Change a deployment's photon, environment, replicas, strategy, autoscaling or probes.
+    A new photon version or environment is rolled out by the deployment's strategy
+    (``--strategy``); ``leptonic deployment rollout status NAME`` follows it."""
     opts = options(ctx, output, url, token)
-    changes = {"photon": photon, "env": parse_env(env), "replicas": replicas}
-    if all(v is None for v in changes.values()):
-        raise typer.BadParameter("nothing to update: give --photon, --env or --replicas")
+    changes = {"photon": photon, "env": parse_env(env), "replicas": replicas, **(spec or {})}
+    if all(v is None for v in changes.values()) and not no_autoscaling:
+        raise typer.BadParameter("nothing to update: give --photon, --env, --replicas, "
+                                 "--strategy or another option (see --help)")
     with connect(opts) as client:
-        dep = client.update_deployment(name, **changes)
+        dep = client.update_deployment(name, no_autoscaling=no_autoscaling, **changes)
     show(opts, dep, lambda d: deployments_table([d]))
+
+
+app.add_typer(rollout_cli.app, name="rollout")
+app.command("rollback")(rollout_cli.rollback)
 
 
 @app.command("replicas")

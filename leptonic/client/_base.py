@@ -28,6 +28,7 @@ from leptonic.core.models import (
     Event,
     PhotonVersion,
     Replica,
+    Rollout,
 )
 from leptonic.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -302,9 +303,11 @@ def check_ready(dep: Deployment) -> bool:
                                deployment=dep.name)
     if not current or dep.deleting:
         return False
-    if dep.spec.replicas == 0:
+    # an autoscaled deployment is ready at the count the autoscaler asked for
+    desired = st.desired_replicas if dep.spec.autoscaling is not None else dep.spec.replicas
+    if desired == 0:
         return st.phase is DeploymentPhase.STOPPED or st.replicas == 0
-    return st.phase is DeploymentPhase.READY and st.ready_replicas >= dep.spec.replicas
+    return st.phase is DeploymentPhase.READY and st.ready_replicas >= desired
 
 
 def timeout_error(dep: Deployment | None, name: str, timeout: float) -> WaitTimeout:
@@ -445,11 +448,50 @@ class _API:
         """-> ``Deployment``."""
         return self._run(Call("GET", f"/deployments/{_seg(name)}", _model(Deployment)))
 
-    def update_deployment(self, name: str, **fields: Any) -> Any:
-        """Change any of ``replicas``, ``photon``, ``env`` (PATCH) -> ``Deployment``."""
+    def update_deployment(self, name: str, *, no_autoscaling: bool = False,
+                          **fields: Any) -> Any:
+        """Change any of ``replicas``, ``photon``, ``env``, ``strategy``, ``autoscaling``,
+        ``probes``... (PATCH; the fields given of ``strategy``, ``autoscaling`` and
+        ``probes`` replace the current ones) -> ``Deployment``. A changed photon or env
+        is rolled out by the deployment's strategy."""
         body = {k: v for k, v in fields.items() if v is not None}
+        if no_autoscaling:
+            body["autoscaling"] = None
         return self._run(Call("PATCH", f"/deployments/{_seg(name)}", _model(Deployment),
                               json=body))
+
+    # rollouts
+    def get_rollout(self, name: str) -> Any:
+        """The latest rollout of a deployment: phase, step, weights, analysis -> ``Rollout``."""
+        return self._run(Call("GET", f"/deployments/{_seg(name)}/rollout", _model(Rollout)))
+
+    def pause_rollout(self, name: str) -> Any:
+        return self._run(Call("POST", f"/deployments/{_seg(name)}/rollout/pause",
+                              _model(Rollout)))
+
+    def resume_rollout(self, name: str) -> Any:
+        return self._run(Call("POST", f"/deployments/{_seg(name)}/rollout/resume",
+                              _model(Rollout)))
+
+    def promote_rollout(self, name: str) -> Any:
+        """Skip the remaining steps and checks: all traffic to the new version."""
+        return self._run(Call("POST", f"/deployments/{_seg(name)}/rollout/promote",
+                              _model(Rollout)))
+
+    def abort_rollout(self, name: str) -> Any:
+        """Go back to the stable version (the spec still asks for the new one)."""
+        return self._run(Call("POST", f"/deployments/{_seg(name)}/rollout/abort",
+                              _model(Rollout)))
+
+    def rollback(self, name: str) -> Any:
+        """Ask for the version that served before the latest rollout -> ``Deployment``."""
+        return self._run(Call("POST", f"/deployments/{_seg(name)}/rollback",
+                              _model(Deployment)))
+
+    def routes(self, name: str) -> Any:
+        """The gateway's current route of a deployment (replicas, weights, held requests)
+        as a dict."""
+        return self._run(Call("GET", f"/deployments/{_seg(name)}/routes"))
 
     def delete_deployment(self, name: str) -> Any:
         """Ask for the deployment to be removed -> ``Deployment`` (phase ``Deleting``)."""

@@ -221,7 +221,7 @@ def _rolled_back(inp: RolloutInput, st: RolloutStatus, reason: str,
 
 
 def _succeeded(inp: RolloutInput, st: RolloutStatus, events: list[RolloutEvent], *,
-               keep_stable: bool = False, how: str = "") -> RolloutPlan:
+               keep_stable: bool = False, how: str = "", note: str = "") -> RolloutPlan:
     update: dict[str, object] = {}
     if keep_stable and st.strategy.keep_old_s > 0:
         update = {"previous": st.stable, "keep_until": inp.now + st.strategy.keep_old_s}
@@ -230,7 +230,7 @@ def _succeeded(inp: RolloutInput, st: RolloutStatus, events: list[RolloutEvent],
             "rollback" if st.previous is not None else "")
     events.append(RolloutEvent("RolloutSucceeded",
                                f"rollout {st.id}{how}: {st.target.label} serves all "
-                               f"traffic{kept}"))
+                               f"traffic{kept}{note}"))
     return _settled(inp, st, events)
 
 
@@ -346,8 +346,6 @@ def _canary(inp: RolloutInput, st: RolloutStatus, ctl: RolloutControl,
     need = replicas_for_weight(weight, n)
     t_want = max(need, replicas_for_weight(held, n) if i >= 0 else 0)
     if advance and t.ready >= need:
-        if weight >= 100:
-            return _succeeded(inp, st, events, how=" (promoted)" if ctl.promote else "")
         note = ""
         if checks:
             decided = verdict(checks)
@@ -355,6 +353,9 @@ def _canary(inp: RolloutInput, st: RolloutStatus, ctl: RolloutControl,
                     if decided else
                     f"; the last step had {inp.canary.requests} request(s), too few to "
                     f"judge (min {st.strategy.analysis.min_requests}): advanced on health")
+        if weight >= 100:
+            return _succeeded(inp, st, events, how=" (promoted)" if ctl.promote else "",
+                              note=note)
         events.append(RolloutEvent("RolloutStep",
                                    f"rollout {st.id} step {j + 1}/{len(steps)}: {weight}% of "
                                    f"traffic to {st.target.label}{note}"))

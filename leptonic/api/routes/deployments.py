@@ -8,20 +8,23 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leptonic.api.deps import get_platform
 from leptonic.core.models import (
     ENV_NAME_RE,
     MAX_REPLICAS,
+    AutoscalingSpec,
     Deployment,
     DeploymentSpec,
     Event,
     PhotonRef,
+    ProbeSpec,
     Replica,
+    StrategySpec,
     check_name,
 )
-from leptonic.errors import InvalidInput, NotFound
+from leptonic.errors import Conflict, InvalidInput, NotFound
 from leptonic.observe.logs import compile_grep, follow, search_file
 
 router = APIRouter(tags=["deployments"])
@@ -37,6 +40,12 @@ class DeploymentCreate(BaseModel):
     secrets: list[str] = Field(default_factory=list, max_length=100,
                                description="secrets injected as env variables by name")
     public: bool = Field(default=False, description="serve /run/NAME without a token")
+    strategy: StrategySpec | None = Field(
+        default=None, description="how new versions roll out (default: rolling, 25%/25%)")
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="replicas follow the load; `replicas` is then ignored")
+    probes: ProbeSpec | None = None
+    drain_timeout_s: float | None = Field(default=None, ge=0, le=3600)
 
 
 class DeploymentPatch(BaseModel):
@@ -47,6 +56,50 @@ class DeploymentPatch(BaseModel):
     env: dict[str, str] | None = None
     secrets: list[str] | None = Field(default=None, max_length=100)
     public: bool | None = None
+    strategy: StrategySpec | None = Field(
+        default=None, description="fields given replace the current ones")
+    # a plain object: its fields are checked together with the current ones (min <= max)
+    autoscaling: dict[str, Any] | None = Field(
+        default=None, description="AutoscalingSpec fields to change; null turns "
+                                  "autoscaling off")
+    probes: ProbeSpec | None = Field(default=None,
+                                     description="fields given replace the current ones")
+    drain_timeout_s: float | None = Field(default=None, ge=0, le=3600)
+
+
+def _deep_merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _merged(kind: type[BaseModel], current: BaseModel | None,
+            given: BaseModel | dict[str, Any]) -> Any:
+    """``given``'s fields (those the client sent) over ``current``, validated again."""
+    base = current.model_dump(mode="json") if current is not None else {}
+    if isinstance(given, BaseModel):
+        given = given.model_dump(mode="json", exclude_unset=True)
+    try:
+        return kind.model_validate(_deep_merge(base, given))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidInput(f"{kind.__name__} {where}: {first.get('msg')}") from exc
+
+
+def _short(key: str, value: Any) -> str:
+    if isinstance(value, StrategySpec):
+        return f"strategy={value.type}"
+    if isinstance(value, AutoscalingSpec):
+        return (f"autoscaling={value.min_replicas}..{value.max_replicas} replicas at "
+                f"{value.target_concurrency:g} in flight each")
+    if isinstance(value, ProbeSpec):
+        return f"probes every {value.period_s:g}s"
+    return f"{key}={value}"
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
@@ -85,9 +138,13 @@ def create_deployment(body: DeploymentCreate,
                       platform: Any = Depends(get_platform)) -> Deployment:
     check_name(body.name, "deployment name")
     photon, version = resolve_photon(platform, body.photon)
+    extra: dict[str, Any] = {k: v for k, v in (
+        ("strategy", body.strategy), ("autoscaling", body.autoscaling),
+        ("probes", body.probes), ("drain_timeout_s", body.drain_timeout_s)) if v is not None}
     spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
                           env=_check_env(body.env),
-                          secrets=_check_secrets(platform, body.secrets), public=body.public)
+                          secrets=_check_secrets(platform, body.secrets), public=body.public,
+                          **extra)
     d: Deployment = platform.store.create_deployment(body.name, spec)
     platform.store.add_event(f"deployment/{d.name}", "Created",
                              f"photon {photon}@{version}, {spec.replicas} replica(s)")
@@ -121,10 +178,28 @@ def update_deployment(name: str, body: DeploymentPatch,
         changes["secrets"] = _check_secrets(platform, body.secrets)
     if body.public is not None:
         changes["public"] = body.public
+    given = body.model_fields_set
+    if body.strategy is not None:
+        changes["strategy"] = _merged(StrategySpec, current.spec.strategy, body.strategy)
+    if body.probes is not None:
+        changes["probes"] = _merged(ProbeSpec, current.spec.probes, body.probes)
+    if body.autoscaling is not None:
+        changes["autoscaling"] = _merged(AutoscalingSpec, current.spec.autoscaling,
+                                         body.autoscaling)
+    elif "autoscaling" in given:
+        changes["autoscaling"] = None
+    if body.drain_timeout_s is not None:
+        changes["drain_timeout_s"] = body.drain_timeout_s
+    if body.replicas is not None and current.spec.autoscaling is not None \
+            and changes.get("autoscaling", current.spec.autoscaling) is not None:
+        a = current.spec.autoscaling
+        raise Conflict(f"deployment {name!r} is autoscaled ({a.min_replicas}..{a.max_replicas} "
+                       "replicas): change its bounds (--min-replicas/--max-replicas) or turn "
+                       "autoscaling off (--no-autoscaling) to set a replica count")
     spec = current.spec.model_copy(update=changes)
     d: Deployment = platform.store.update_deployment_spec(name, spec)
     if d.generation != current.generation:
-        what = ", ".join(f"{k}={v}" for k, v in changes.items() if k != "env")
+        what = ", ".join(_short(k, v) for k, v in changes.items() if k != "env")
         if "env" in changes:
             what = f"{what}, env" if what else "env"
         platform.store.add_event(f"deployment/{name}", "Updated",
