@@ -47,12 +47,13 @@ def smtp_server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(tmp_path: Path, database_url: str | None,
+             request: pytest.FixtureRequest) -> Settings:
     smtp = SmtpSettings()
     if "smtp_server" in request.fixturenames:
         _, port = request.getfixturevalue("smtp_server")
         smtp = SmtpSettings(host="127.0.0.1", port=port, sender="leptonic@test")
-    return Settings(data_dir=tmp_path / "data", port=18080,
+    return Settings(data_dir=tmp_path / "data", port=18080, database_url=database_url,
                     observe=ObserveSettings(interval_s=0.05, notify_backoff_s=0.05,
                                             smtp=smtp))
 
