@@ -8,6 +8,8 @@ Modes (run in the order given):
 * ``batch``     ``leptonic up`` + ``builtin:sentence-embedding`` (batch 64, 10 ms), through
                 the gateway with the token checked, one sentence per request
 * ``batch32``   the same with ``PHOTON_BATCH_SIZE=32`` (raw is measured at 32 too)
+* ``adaptive``  the same with ``PHOTON_BATCH_ADAPTIVE=1`` (the wait is skipped while it
+                does not pay)
 * ``nobatch``   the same deployment with ``PHOTON_BATCH_SIZE=1`` (one sentence per call)
 * ``litserve``, ``bentoml``, ``rayserve``: the same model behind each peer's own batching
                 (``max_batch_size=64``; benchmarks/peers/*_embed.py), run with
@@ -28,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,45 +50,88 @@ PEERS = ROOT / "benchmarks" / "peers"
 SENTENCE = "A man is playing a guitar on a stage in front of a large crowd."
 BATCH = 64
 RAW_OTHER = 32       # raw is also measured at this batch size, for the batch32 mode
+# leptonic's modes, each paired with raw windows at this batch size
+PAIRED = {"batch": BATCH, "batch32": RAW_OTHER, "adaptive": BATCH, "nobatch": BATCH}
 # torch on one intra-op thread in every server process (and whatever they spawn)
 ONE_THREAD = {"TORCH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "TOKENIZERS_PARALLELISM": "false"}
 
+# The model alone, kept loaded in a process pinned to the server core; it answers commands
+# on stdin ("rate SIZE SECONDS", "latency SECONDS", "rss") with one JSON line each.
 RAW = r"""
 import json, os, sys, time, resource
 os.sched_setaffinity(0, {int(sys.argv[1])})
-runs, duration, batch, other = (int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]),
-                                int(sys.argv[6]))
-sentence = sys.argv[5]
+sentence = sys.argv[2]
 from leptonic.photon.builtin.sentence_embedding import load_model
 import torch
 torch.set_num_threads(1)
 model = load_model()
-texts = [sentence] * batch
 def encode(t):
     return model.encode(t, batch_size=len(t), convert_to_numpy=True, show_progress_bar=False)
-end = time.perf_counter() + 3
-while time.perf_counter() < end:
-    encode(texts)
-rates, others = [], []
-for _ in range(runs):   # batch 64 (the reference) interleaved with the other size
-    for size, out in ((batch, rates), (other, others)):
-        n, start, chunk = 0, time.perf_counter(), [sentence] * size
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    cmd, *arg = line.split()
+    if cmd == "rate":
+        size, duration = int(arg[0]), float(arg[1])
+        chunk = [sentence] * size
+        end = time.perf_counter() + 1.0
+        while time.perf_counter() < end:
+            encode(chunk)
+        n, start = 0, time.perf_counter()
         while time.perf_counter() - start < duration:
             encode(chunk)
             n += size
-        out.append(n / (time.perf_counter() - start))
-lat = []
-end = time.perf_counter() + min(duration, 5)
-while time.perf_counter() < end:
-    t = time.perf_counter()
-    encode([sentence])
-    lat.append(time.perf_counter() - t)
-lat.sort()
-print(json.dumps({"rates": rates, "others": others, "p50_ms": lat[len(lat) // 2] * 1000,
-                  "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        out = {"rate": n / (time.perf_counter() - start)}
+    elif cmd == "latency":
+        lat, end = [], time.perf_counter() + float(arg[0])
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            encode([sentence])
+            lat.append(time.perf_counter() - t)
+        lat.sort()
+        out = {"p50_ms": lat[len(lat) // 2] * 1000,
+               "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000}
+    else:
+        out = {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(json.dumps(out), flush=True)
 """
+
+
+class RawModel:
+    """The model-alone process: measures encode throughput on demand."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **ONE_THREAD)
+        self.proc = subprocess.Popen([sys.executable, "-c", RAW, str(SERVER_CPU), SENTENCE],
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self._ask(None)
+
+    def _ask(self, command: str | None) -> dict[str, float]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the raw model process died")
+        return dict(json.loads(line))
+
+    def rate(self, size: int, duration: float) -> float:
+        return self._ask(f"rate {size} {duration}")["rate"]
+
+    def latency(self, duration: float) -> tuple[float, float]:
+        out = self._ask(f"latency {duration}")
+        return out["p50_ms"], out["p99_ms"]
+
+    def rss_mb(self) -> float:
+        return self._ask("rss")["rss_mb"]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
 
 
 @dataclass
@@ -107,7 +153,14 @@ class Row:
     raw_rates: list[float] = field(default_factory=list)
     mean_batch: float = float("nan")      # items per model call at --concurrency
     mean_wait_ms: float = float("nan")    # time in the batch queue at concurrency 1
+    paired_raw: list[float] = field(default_factory=list)   # raw windows next to each run
     raw_latency: tuple[float, float] = (float("nan"), float("nan"))
+
+    @property
+    def vs_paired_raw(self) -> float:
+        """Median over runs of (this run / the raw window just before it)."""
+        return statistics.median(r.rps / raw for r, raw in
+                                 zip(self.runs, self.paired_raw, strict=True))
 
     @property
     def rps(self) -> float:
@@ -167,6 +220,11 @@ def mode_batch32(ctx: Context) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
+def mode_adaptive(ctx: Context) -> Iterator[Target]:
+    yield _platform(ctx, {"PHOTON_BATCH_ADAPTIVE": "1"})
+
+
+@contextlib.contextmanager
 def mode_nobatch(ctx: Context) -> Iterator[Target]:
     yield _platform(ctx, {"PHOTON_BATCH_SIZE": "1"})
 
@@ -193,6 +251,7 @@ def _peer(script: str, ready_path: str, path: str, body: Any
 MODES: dict[str, Callable[[Context], contextlib.AbstractContextManager[Target]]] = {
     "batch": mode_batch,
     "batch32": mode_batch32,
+    "adaptive": mode_adaptive,
     "nobatch": mode_nobatch,
     "litserve": _peer("litserve_embed.py", "/health", "/predict", {"text": SENTENCE}),
     # a batchable BentoML API takes a list per request: one sentence in it
@@ -201,19 +260,23 @@ MODES: dict[str, Callable[[Context], contextlib.AbstractContextManager[Target]]]
 }
 
 
-def measure_raw(args: argparse.Namespace) -> Row:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **ONE_THREAD)
-    out = subprocess.run([sys.executable, "-c", RAW, str(SERVER_CPU), str(args.runs),
-                          str(args.duration), str(BATCH), SENTENCE, str(RAW_OTHER)],
-                         env=env, capture_output=True, text=True, check=True)
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    for rate, other in zip(data["rates"], data["others"], strict=True):
-        print(f"  raw: {rate:.1f} sentences/s (encode x{BATCH}), {other:.1f} "
-              f"(x{RAW_OTHER})", file=sys.stderr)
-    return [Row("raw", raw_rates=data["rates"], rss_mb=data["rss_mb"],
-                raw_latency=(data["p50_ms"], data["p99_ms"])),
-            Row(f"raw-{RAW_OTHER}", raw_rates=data["others"], rss_mb=data["rss_mb"],
-                raw_latency=(data["p50_ms"], data["p99_ms"]))]
+def measure_raw(args: argparse.Namespace, raw: RawModel) -> list[Row]:
+    rows = [Row("raw"), Row(f"raw-{RAW_OTHER}")]
+    for _ in range(args.runs):       # the two sizes interleaved, so drift hits both alike
+        for row, size in zip(rows, (BATCH, RAW_OTHER), strict=True):
+            row.raw_rates.append(raw.rate(size, args.duration))
+        print(f"  raw: {rows[0].raw_rates[-1]:.1f} sentences/s (encode x{BATCH}), "
+              f"{rows[1].raw_rates[-1]:.1f} (x{RAW_OTHER})", file=sys.stderr)
+    latency, rss = raw.latency(min(args.idle_duration, 5)), raw.rss_mb()
+    for row in rows:
+        row.raw_latency, row.rss_mb = latency, rss
+    return rows
+
+
+def pause(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def batch_stats(target: Target) -> tuple[float, float, float, float]:
@@ -234,12 +297,19 @@ def batch_stats(target: Target) -> tuple[float, float, float, float]:
             value("batch_queue_wait_seconds_sum"), value("batch_queue_wait_seconds_count"))
 
 
-def measure(mode: str, args: argparse.Namespace) -> list[Row]:
+def measure(mode: str, args: argparse.Namespace, raw: RawModel) -> list[Row]:
+    """Warm up, then ``--runs`` windows at ``--concurrency``, then one at concurrency 1.
+
+    For leptonic's own modes each window is paired with a raw-model window just before it,
+    with the platform's processes stopped (SIGSTOP) meanwhile, so the vs-raw ratio compares
+    the two under the same background load of this shared machine.
+    """
     if mode == "raw":
-        return measure_raw(args)
+        return measure_raw(args, raw)
     ctx = Context(handler_path="", peer_python=args.peer_python)
     loop_run = _loop_runner()
     row = Row(mode)
+    paired = mode in PAIRED
     try:
         with MODES[mode](ctx) as target:
             def load(concurrency: int, duration: float) -> Result:
@@ -248,15 +318,27 @@ def measure(mode: str, args: argparse.Namespace) -> list[Row]:
             warm = load(args.concurrency, args.warmup)
             if warm.requests == 0 or warm.errors == warm.requests:
                 raise RuntimeError(f"{mode}: warm-up failed: {warm}")
-            before = batch_stats(target)
+            server = tree_pids(ctx.procs[0].pid) if paired else []
+            batches = items = 0.0
             for _ in range(args.runs):
+                if paired:
+                    pause(server, signal.SIGSTOP)
+                    try:
+                        row.paired_raw.append(raw.rate(PAIRED[mode], args.duration))
+                    finally:
+                        pause(server, signal.SIGCONT)
+                    load(args.concurrency, 2.0)     # settle again after the pause
+                start = batch_stats(target)
                 result = load(args.concurrency, args.duration)
-                print(f"  {mode}: {result.rps:.1f} req/s p50 {result.p50_ms:.1f} ms "
+                after = batch_stats(target)
+                batches, items = batches + after[0] - start[0], items + after[1] - start[1]
+                ratio = (f" ({result.rps / row.paired_raw[-1]:.3f} of raw "
+                         f"{row.paired_raw[-1]:.1f})" if paired else "")
+                print(f"  {mode}: {result.rps:.1f} req/s{ratio} p50 {result.p50_ms:.1f} ms "
                       f"p99 {result.p99_ms:.1f} ms errors {result.errors} {result.statuses}",
                       file=sys.stderr)
                 row.runs.append(result)
-            after = batch_stats(target)
-            row.mean_batch = (after[1] - before[1]) / max(1.0, after[0] - before[0])
+            row.mean_batch = items / batches if batches else float("nan")
             row.idle = load(1, args.idle_duration)
             idle = batch_stats(target)
             row.mean_wait_ms = (idle[2] - after[2]) / max(1.0, idle[3] - after[3]) * 1000
@@ -282,22 +364,25 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         f"s; servers on core {SERVER_CPU}, load generator on core {args.load_cpu}, torch "
         f"threads 1; sentence: {SENTENCE!r}",
         "",
-        "| mode | sentences/s | vs raw | vs best peer | p50 ms | p99 ms | c=1 p50 ms "
-        "| c=1 p99 ms | mean batch | c=1 queue wait ms | peak RSS MiB | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | sentences/s | vs raw | vs paired raw | vs best peer | p50 ms | p99 ms "
+        "| c=1 p50 ms | c=1 p99 ms | mean batch | c=1 queue wait ms | peak RSS MiB | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         vs_raw = f"{row.rps / raw.rps:.2f}" if raw else "-"
         vs_peer = f"{row.rps / best_peer.rps:.2f}" if best_peer else "-"
+        paired = (f"{row.vs_paired_raw:.3f} (of {statistics.median(row.paired_raw):.1f})"
+                  if row.paired_raw else "-")
         if row.mode.startswith("raw"):
             size = BATCH if row.mode == "raw" else RAW_OTHER
-            lines.append(f"| {row.mode} | {row.rps:.1f} | {vs_raw} | {vs_peer} | - | - | "
+            lines.append(f"| {row.mode} | {row.rps:.1f} | {vs_raw} | - | {vs_peer} | - | - | "
                          f"{row.raw_latency[0]:.1f} | {row.raw_latency[1]:.1f} | {size} | - | "
                          f"{row.rss_mb:.0f} | - |")
             continue
         idle = row.idle
         lines.append(
-            f"| {row.mode} | {row.rps:.1f} | {vs_raw} | {vs_peer} | {row.stat('p50_ms'):.1f} "
+            f"| {row.mode} | {row.rps:.1f} | {vs_raw} | {paired} | {vs_peer} "
+            f"| {row.stat('p50_ms'):.1f} "
             f"| {row.stat('p99_ms'):.1f} | {idle.p50_ms if idle else float('nan'):.1f} | "
             f"{idle.p99_ms if idle else float('nan'):.1f} | {_num(row.mean_batch)} | "
             f"{_num(row.mean_wait_ms)} | {row.rss_mb:.0f} | {row.errors} |")
@@ -307,7 +392,8 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Dynamic batching benchmark.")
     parser.add_argument("--modes",
-                        default="raw,batch,batch32,nobatch,litserve,bentoml,rayserve")
+                        default="raw,batch,batch32,adaptive,nobatch,litserve,bentoml,"
+                                "rayserve")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
@@ -321,19 +407,22 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.update(ONE_THREAD)      # inherited by leptonic up and so by its replicas
     pin_to_cpu(args.load_cpu)
-    rows = []
+    rows: list[Row] = []
+    raw = RawModel()
     started = time.monotonic()
     for mode in args.modes.split(","):
         if mode != "raw" and mode not in MODES:
             raise SystemExit(f"unknown mode {mode!r}; choose from raw, {', '.join(MODES)}")
-        rows.extend(measure(mode, args))
+        rows.extend(measure(mode, args, raw))
+    raw.close()
     print(table(rows, args))
     print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {r.mode: {"runs": [x.as_dict() for x in r.runs] or r.raw_rates,
                       "idle": r.idle.as_dict() if r.idle else r.raw_latency,
-                      "rss_mb": r.rss_mb} for r in rows}, indent=2))
+                      "paired_raw": r.paired_raw, "rss_mb": r.rss_mb} for r in rows},
+            indent=2))
 
 
 if __name__ == "__main__":

@@ -53,10 +53,12 @@ class BatchConfig:
     max_batch_size: int | None = None
     max_wait_ms: float | None = None
     max_queue: int | None = None
+    adaptive: bool | None = None
 
     ENV_SIZE = "PHOTON_BATCH_SIZE"
     ENV_WAIT = "PHOTON_BATCH_WAIT_MS"
     ENV_QUEUE = "PHOTON_BATCH_QUEUE"
+    ENV_ADAPTIVE = "PHOTON_BATCH_ADAPTIVE"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BatchConfig:
@@ -74,9 +76,14 @@ class BatchConfig:
                 raise InvalidInput(f"{key}={raw!r}: must be {want} >= {low:g}")
             return value
 
+        flag = environ.get(cls.ENV_ADAPTIVE, "").strip().lower()
+        if flag not in ("", "1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise InvalidInput(f"{cls.ENV_ADAPTIVE}={flag!r}: must be 1/true/yes/on or "
+                               f"0/false/no/off")
         return cls(max_batch_size=number(cls.ENV_SIZE, int, 1),
                    max_wait_ms=number(cls.ENV_WAIT, float, 0),
-                   max_queue=number(cls.ENV_QUEUE, int, 1))
+                   max_queue=number(cls.ENV_QUEUE, int, 1),
+                   adaptive=None if not flag else flag in ("1", "true", "yes", "on"))
 
 
 class BatchOutputError(LeptonicError):
@@ -118,11 +125,18 @@ class Batcher:
     only the callers of that batch. A caller cancelled while waiting is dropped from its
     batch; the others are unaffected. ``max_queue`` bounds the waiting items (None: no
     bound).
+
+    With ``adaptive=True`` the batcher waits only while waiting pays: it keeps a moving
+    estimate of how often a wait caught at least one more item, and once that falls below
+    one in two (a lone client, say) it dispatches at once, waiting again on a probe every
+    ``PROBE_S`` seconds or as soon as a backlog shows there is concurrency after all.
     """
+
+    PROBE_S = 1.0
 
     def __init__(self, fn: BatchFn, max_batch_size: int, max_wait_s: float, name: str,
                  *, executor: Executor | None = None, max_queue: int | None = None,
-                 observer: BatchObserver | None = None) -> None:
+                 observer: BatchObserver | None = None, adaptive: bool = False) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, not {max_batch_size}")
         if max_wait_s < 0:
@@ -141,6 +155,9 @@ class Batcher:
         self._full = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._batch_s = 0.0          # moving average of a batch's run time, for Retry-After
+        self.adaptive = adaptive
+        self._wait_pays = 1.0        # moving share of waits that caught another item
+        self._last_probe = -math.inf
 
     @property
     def pending(self) -> int:
@@ -189,6 +206,10 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while self._drop_cancelled():
             deadline = self._queue[0].arrived + self.max_wait_s
+            now, queued = loop.time(), len(self._queue)
+            waits = deadline > now and queued < self.max_batch_size
+            if waits and self.adaptive and not self._worth_waiting(now, queued):
+                deadline, waits = now, False
             while len(self._queue) < self.max_batch_size:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -199,6 +220,8 @@ class Batcher:
                         await self._full.wait()
                 except TimeoutError:
                     break
+            if waits and self.adaptive:
+                self._learn(len(self._queue) > queued)
             batch: list[_Pending] = []
             while self._queue and len(batch) < self.max_batch_size:
                 p = self._queue.popleft()
@@ -208,6 +231,19 @@ class Batcher:
                 self._full.clear()
             if batch:
                 await self._dispatch(batch, loop.time())
+
+    def _worth_waiting(self, now: float, queued: int) -> bool:
+        if queued > 1:               # a backlog: requests overlap, so waiting gathers more
+            self._learn(True)
+        if self._wait_pays >= 0.5:
+            return True
+        if now - self._last_probe >= self.PROBE_S:
+            self._last_probe = now
+            return True
+        return False
+
+    def _learn(self, paid: bool) -> None:
+        self._wait_pays = 0.7 * self._wait_pays + (0.3 if paid else 0.0)
 
     def _drop_cancelled(self) -> bool:
         while self._queue and self._queue[0].future.done():

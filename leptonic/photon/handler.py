@@ -51,6 +51,7 @@ class HandlerSpec:
     batch: int | None
     max_wait_ms: float
     max_queue: int | None
+    adaptive_wait: bool
     is_async: bool
     fn: Callable[..., Any]
 
@@ -78,22 +79,24 @@ def handler(fn: F, /) -> F: ...
 @overload
 def handler(
     fn: None = None, /, *, path: str | None = None, batch: int | None = None,
-    max_wait_ms: float = 10, max_queue: int | None = None, stream: bool | None = None,
+    max_wait_ms: float = 10, max_queue: int | None = None, adaptive_wait: bool = False,
+    stream: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
 def handler(
     fn: Callable[..., Any] | None = None, /, *, path: str | None = None,
     batch: int | None = None, max_wait_ms: float = 10, max_queue: int | None = None,
-    stream: bool | None = None,
+    adaptive_wait: bool = False, stream: bool | None = None,
 ) -> Any:
     """Expose a photon method as ``POST /{path}`` (default: the method's name).
 
     Usable bare (``@handler``) or with options (``@handler(batch=64, max_wait_ms=10)``).
     ``batch=N`` gathers concurrent requests into one call with up to N items, waiting at
     most ``max_wait_ms`` after the first; at most ``max_queue`` requests wait (default: 16
-    batches, at least 256), further ones get 429. ``stream`` defaults to whether the method
-    is a (async) generator function.
+    batches, at least 256), further ones get 429; ``adaptive_wait=True`` skips the wait
+    while it does not pay (a lone client is not held ``max_wait_ms``). ``stream`` defaults
+    to whether the method is a (async) generator function.
     """
 
     def mark(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,6 +124,7 @@ def handler(
         spec = HandlerSpec(
             name=name, path=route, stream=is_gen if stream is None else bool(stream),
             batch=batch, max_wait_ms=float(max_wait_ms), max_queue=max_queue,
+            adaptive_wait=bool(adaptive_wait),
             is_async=inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func),
             fn=func)
         setattr(func, HANDLER_ATTR, spec)

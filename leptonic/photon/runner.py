@@ -156,7 +156,8 @@ class _Endpoint:
             self.batcher = Batcher(
                 self._batch_fn(), size, wait_ms / 1000, spec.name, executor=executor,
                 max_queue=batching.max_queue or spec.max_queue or default_max_queue(size),
-                observer=_BatchMetrics(metrics, spec.name))
+                observer=_BatchMetrics(metrics, spec.name),
+                adaptive=spec.adaptive_wait if batching.adaptive is None else batching.adaptive)
 
     def _batch_fn(self) -> Callable[[list[dict[str, Any]]], Any]:
         fn, params = self.fn, self.params

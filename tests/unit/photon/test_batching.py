@@ -320,3 +320,52 @@ def test_batch_config_rejects_bad_values_naming_the_variable(env: dict[str, str]
                                                             named: str) -> None:
     with pytest.raises(InvalidInput, match=named):
         BatchConfig.from_env(env)
+
+
+async def test_adaptive_wait_stops_holding_a_lone_client() -> None:
+    rec = Recorder()
+    b = Batcher(rec.double, max_batch_size=8, max_wait_s=0.2, name="double", adaptive=True)
+    loop = asyncio.get_running_loop()
+    took = []
+    for i in range(4):                      # one client, one request at a time
+        start = loop.time()
+        assert await b.submit(i) == 2 * i
+        took.append(loop.time() - start)
+    assert took[0] >= 0.15, "it waits as configured until it has learnt otherwise"
+    assert took[-1] < 0.1, "a wait that never catches anything is skipped"
+
+
+async def test_adaptive_wait_keeps_waiting_under_concurrency() -> None:
+    rec = Recorder()
+    b = Batcher(rec.double, max_batch_size=8, max_wait_s=0.05, name="double", adaptive=True)
+    for round_ in range(5):
+        first = asyncio.ensure_future(b.submit(round_))
+        await asyncio.sleep(0.01)           # the others arrive during the wait
+        rest = [asyncio.ensure_future(b.submit(round_)) for _ in range(3)]
+        await asyncio.gather(first, *rest)
+    assert [len(batch) for batch in rec.batches] == [4] * 5
+
+
+async def test_adaptive_wait_probes_again_and_learns_that_waiting_pays() -> None:
+    rec = Recorder()
+    b = Batcher(rec.double, max_batch_size=8, max_wait_s=0.05, name="double", adaptive=True)
+    b.PROBE_S = 0.0                         # probe on every batch
+    for i in range(3):
+        await b.submit(i)                   # lone requests: waiting stops paying
+    rec.batches.clear()
+    first = asyncio.ensure_future(b.submit(10))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(b.submit(11))
+    assert await asyncio.gather(first, second) == [20, 22]
+    assert rec.batches == [[10, 11]], "the probe waited and caught the second request"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("", None), ("1", True), ("true", True), ("ON", True), ("0", False), ("no", False)])
+def test_batch_config_adaptive_flag(raw: str, expected: bool | None) -> None:
+    assert BatchConfig.from_env({"PHOTON_BATCH_ADAPTIVE": raw}).adaptive is expected
+
+
+def test_batch_config_rejects_a_bad_adaptive_flag() -> None:
+    with pytest.raises(InvalidInput, match="PHOTON_BATCH_ADAPTIVE"):
+        BatchConfig.from_env({"PHOTON_BATCH_ADAPTIVE": "maybe"})

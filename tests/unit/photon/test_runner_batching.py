@@ -167,3 +167,20 @@ def test_serve_refuses_bad_batch_settings(capsys: pytest.CaptureFixture[str]) ->
 
     assert serve_process("builtin:echo", environ={"PHOTON_BATCH_SIZE": "zero"}) == 1
     assert "PHOTON_BATCH_SIZE='zero': must be an integer >= 1" in capsys.readouterr().err
+
+
+async def test_adaptive_wait_from_the_handler_or_the_deployment(model: Model) -> None:
+    class Adaptive(Photon):
+        @handler(batch=4, adaptive_wait=True)
+        def f(self, x: list[int]) -> list[int]:
+            return x
+
+    app = build_app(Adaptive(), ready=True)
+    assert app.endpoints["/f"].batcher.adaptive  # type: ignore[union-attr]
+    await app.shutdown()
+    app = build_app(Adaptive(), ready=True, batching=BatchConfig(adaptive=False))
+    assert not app.endpoints["/f"].batcher.adaptive  # type: ignore[union-attr]
+    await app.shutdown()
+    app = build_app(model, ready=True, batching=BatchConfig(adaptive=True))
+    assert app.endpoints["/square"].batcher.adaptive  # type: ignore[union-attr]
+    await app.shutdown()
