@@ -119,7 +119,7 @@ class ReplicaObserver:
             if unanswered >= spec.liveness_failures:
                 # alive but not answering: replace it rather than route to it
                 self._unanswered.pop(r.id, None)
-                await ctx.backend.stop(r.id, grace_s=1.0)
+                await ctx.backend.stop(r.id, grace_s=0.0)   # it would not hear a SIGTERM
                 return await self._failed(
                     r, None, f"failed {unanswered} liveness probes in a row (no answer "
                              f"within {spec.timeout_s:g}s): hung, killed", now)
