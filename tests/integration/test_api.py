@@ -41,7 +41,9 @@ def wait_phase(api: TestClient, name: str, phase: str, timeout: float = 10) -> d
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         d = api.get(f"/api/v1/deployments/{name}").json()
-        if d.get("status", {}).get("phase") == phase:
+        st = d.get("status", {})
+        # the phase of the current spec, not one the controller saw before a change
+        if st.get("phase") == phase and st.get("observed_generation") == d["generation"]:
             return d
         time.sleep(0.02)
     raise AssertionError(f"{name} never reached {phase}: {d}")
