@@ -33,6 +33,12 @@ def create(api: TestClient, name: str = "svc", **body: Any) -> dict[str, Any]:
                                               "replicas": 2, **body})
     assert r.status_code == 201, r.text
     wait(api, name, lambda ro: ro["status"]["id"] == 0)
+    if not body.get("autoscaling"):
+        deadline = time.monotonic() + 15
+        while sum(x["state"] == "ready" for x in
+                  api.get(f"/api/v1/deployments/{name}/replicas").json()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
     return dict(r.json())
 
 
@@ -182,7 +188,7 @@ def test_cli_update_status_control_and_rollback(cli: Any, api: TestClient) -> No
     assert shown.exit_code == 0, shown.output
     assert "none yet" in shown.stdout
     ok_json(cli("deployment", "update", "svc", "--env", "V=2", "-o", "json"))
-    wait(api, "svc", lambda ro: ro["status"]["step"] == 0)
+    wait(api, "svc", lambda ro: ro["status"]["step"] == 0 and ro["status"]["analysis"])
     shown = cli("deployment", "rollout", "status", "svc")
     assert "canary" in shown.stdout
     assert "1/2 (50%)" in shown.stdout
