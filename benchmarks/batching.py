@@ -5,11 +5,11 @@ Modes (run in the order given):
 
 * ``raw``       the model alone: ``encode`` of 64 sentences per call, in a process pinned
                 to the server core (the ceiling), plus one-sentence ``encode`` latency
-* ``batch``     ``leptonic up`` + ``builtin:sentence-embedding`` (batch 64, 10 ms), through
-                the gateway with the token checked, one sentence per request
+* ``batch``     ``leptonic up`` + ``builtin:sentence-embedding`` as it ships (batch 64, up
+                to 10 ms, adaptive wait), through the gateway with the token checked,
+                one sentence per request
 * ``batch32``   the same with ``PHOTON_BATCH_SIZE=32`` (raw is measured at 32 too)
-* ``adaptive``  the same with ``PHOTON_BATCH_ADAPTIVE=1`` (the wait is skipped while it
-                does not pay)
+* ``fixed``     the same with ``PHOTON_BATCH_ADAPTIVE=0`` (always waits up to 10 ms)
 * ``nobatch``   the same deployment with ``PHOTON_BATCH_SIZE=1`` (one sentence per call)
 * ``litserve``, ``bentoml``, ``rayserve``: the same model behind each peer's own batching
                 (``max_batch_size=64``; benchmarks/peers/*_embed.py), run with
@@ -51,7 +51,7 @@ SENTENCE = "A man is playing a guitar on a stage in front of a large crowd."
 BATCH = 64
 RAW_OTHER = 32       # raw is also measured at this batch size, for the batch32 mode
 # leptonic's modes, each paired with raw windows at this batch size
-PAIRED = {"batch": BATCH, "batch32": RAW_OTHER, "adaptive": BATCH, "nobatch": BATCH}
+PAIRED = {"batch": BATCH, "batch32": RAW_OTHER, "fixed": BATCH, "nobatch": BATCH}
 # torch on one intra-op thread in every server process (and whatever they spawn)
 ONE_THREAD = {"TORCH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "TOKENIZERS_PARALLELISM": "false"}
@@ -220,8 +220,8 @@ def mode_batch32(ctx: Context) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def mode_adaptive(ctx: Context) -> Iterator[Target]:
-    yield _platform(ctx, {"PHOTON_BATCH_ADAPTIVE": "1"})
+def mode_fixed(ctx: Context) -> Iterator[Target]:
+    yield _platform(ctx, {"PHOTON_BATCH_ADAPTIVE": "0"})
 
 
 @contextlib.contextmanager
@@ -251,7 +251,7 @@ def _peer(script: str, ready_path: str, path: str, body: Any
 MODES: dict[str, Callable[[Context], contextlib.AbstractContextManager[Target]]] = {
     "batch": mode_batch,
     "batch32": mode_batch32,
-    "adaptive": mode_adaptive,
+    "fixed": mode_fixed,
     "nobatch": mode_nobatch,
     "litserve": _peer("litserve_embed.py", "/health", "/predict", {"text": SENTENCE}),
     # a batchable BentoML API takes a list per request: one sentence in it
@@ -392,8 +392,7 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Dynamic batching benchmark.")
     parser.add_argument("--modes",
-                        default="raw,batch,batch32,adaptive,nobatch,litserve,bentoml,"
-                                "rayserve")
+                        default="raw,batch,fixed,nobatch,litserve,bentoml,rayserve")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)

@@ -16,8 +16,10 @@ Environment (set on the deployment: ``--env KEY=VALUE``):
   of the bundled MiniLM (never a hub name: nothing is downloaded)
 * ``EMBEDDING_DEVICE``: the torch device, default ``cpu``
 * ``TORCH_NUM_THREADS``: torch's intra-op threads (default: torch's own choice)
-* ``PHOTON_BATCH_SIZE`` / ``PHOTON_BATCH_WAIT_MS`` / ``PHOTON_BATCH_QUEUE``: the
-  batching (default 64 items, 10 ms, 1024 waiting); ``PHOTON_BATCH_SIZE=1`` turns it off
+* ``PHOTON_BATCH_SIZE`` / ``PHOTON_BATCH_WAIT_MS`` / ``PHOTON_BATCH_QUEUE`` /
+  ``PHOTON_BATCH_ADAPTIVE``: the batching (default 64 items, up to 10 ms, 1024 waiting,
+  adaptive: a lone request is not held for the wait; ``PHOTON_BATCH_ADAPTIVE=0`` always
+  waits); ``PHOTON_BATCH_SIZE=1`` turns batching off
 """
 
 from __future__ import annotations
@@ -96,13 +98,13 @@ class SentenceEmbedding(Photon):
             return self.model.encode(texts, batch_size=max(1, len(texts)),
                                      convert_to_numpy=True, show_progress_bar=False)
 
-    @handler(batch=64, max_wait_ms=10)
+    @handler(batch=64, max_wait_ms=10, adaptive_wait=True)
     def embed(self, text: list[str]) -> list[list[float]]:
         """The embedding of ``text``."""
         embeddings: list[list[float]] = self._encode(text).tolist()
         return embeddings
 
-    @handler(batch=64, max_wait_ms=10)
+    @handler(batch=64, max_wait_ms=10, adaptive_wait=True)
     def similarity(self, a: list[str], b: list[str]) -> list[float]:
         """The cosine similarity of the embeddings of ``a`` and ``b``."""
         import numpy as np
