@@ -4,7 +4,8 @@ Against one ``leptonic up`` (pinned to core 0 with its replicas; this process on
 serving ``builtin:echo`` with 2 replicas and a constant load of idempotent calls
 (``--concurrency`` clients, one request after another), each run:
 
-* kills one replica with SIGKILL and measures
+* kills one replica with SIGKILL (one that has not failed lately, so each run is a first
+  failure and not a crash loop's growing backoff) and measures
   (a) the time until the gateway's route table no longer has it (polled every 5 ms through
       ``GET /api/v1/deployments/echo/routes``), and how many requests the gateway sent to
       the dead replica meanwhile and retried on the other one (``leptonic_gateway_retries``),
@@ -107,8 +108,16 @@ async def one_run(ctx: Context, base: str, i: int, concurrency: int) -> Run:
     load = Load(f"{base}/run/echo/echo", ctx.headers, concurrency)
     task = asyncio.create_task(load.run())
     await asyncio.sleep(2.0)                                 # steady load first
-    victim = next(r for r in api.get("/deployments/echo/replicas").json()
-                  if r["state"] == "ready")
+
+    def settled() -> dict[str, Any] | None:
+        # a replica with no recent failure: killing a slot again within its stability
+        # period (10 s) would measure the crash-loop backoff, not one failure
+        return next((r for r in api.get("/deployments/echo/replicas").json()
+                     if r["state"] == "ready" and r["failures"] == 0), None)
+
+    await poll(lambda: settled() is not None, 60, "a settled replica", interval=0.2)
+    victim = settled()
+    assert victim is not None
     before = await asyncio.to_thread(retries, base)
     killed = time.monotonic()
     os.kill(victim["pid"], signal.SIGKILL)

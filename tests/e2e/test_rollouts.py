@@ -138,9 +138,19 @@ async def test_autoscaling_up_down_to_zero_and_back(platform: RunningPlatform,
         began = time.monotonic()
         await until(lambda: ready() == 3, 30, "three replicas under load")
         scaled_up = time.monotonic() - began
-    load = traffic.load
-    print(f"autoscaling: 3 replicas {scaled_up:.1f}s after the load began; {load.summary()}")
-    assert load.failed == []
+    rising = traffic.load
+    # less load, still in flight: down to one replica; the busy one is not the one stopped
+    async with Traffic(p, "svc", "work", concurrency=1, pause_s=0.0,
+                       body={"ms": 150}) as traffic:
+        began = time.monotonic()
+        await until(lambda: len(p.replicas("svc")) == 1, 40, "one replica under less load")
+        scaled_down = time.monotonic() - began
+        await asyncio.sleep(0.5)
+    falling = traffic.load
+    print(f"autoscaling: 3 replicas {scaled_up:.1f}s after the load rose ({rising.summary()});"
+          f" 1 replica {scaled_down:.1f}s after it fell ({falling.summary()})")
+    assert rising.failed == []
+    assert falling.failed == [], "scaling down failed no request in flight"
     await until(lambda: len(p.replicas("svc")) == 0, 40, "scale to zero once idle")
     d = p.api("GET", "/deployments/svc").json()
     assert d["status"]["phase"] == "Stopped"
