@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,16 @@ class RunningPlatform:
         async with httpx.AsyncClient(headers=self.headers, timeout=30) as client:
             await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         return result
+
+
+@contextlib.contextmanager
+def running_platform(data_dir: Path, env: dict[str, str] | None = None
+                     ) -> Iterator[RunningPlatform]:
+    """A started ``leptonic up`` (with ``env`` added), stopped with all its replicas."""
+    p = RunningPlatform(data_dir, free_port(), extra_env=dict(env or {}))
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+        p.kill_all_runners()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import REPO, RunningPlatform, free_port
+from tests.e2e.harness import REPO, RunningPlatform, running_platform
 from tests.e2e.sysdeps import CHROMIUM_FLAGS, require_binary, require_playwright
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -21,13 +21,8 @@ FAST = {"LEPTONIC_METRICS_INTERVAL": "0.5s"}
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
-    p = RunningPlatform(tmp_path / "data", free_port(), extra_env=FAST)
-    p.start()
-    try:
+    with running_platform(tmp_path / "data", FAST) as p:
         yield p
-    finally:
-        p.stop()
-        p.kill_all_runners()
 
 
 async def _traffic(p: RunningPlatform, seconds: float) -> None:

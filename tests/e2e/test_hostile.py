@@ -19,22 +19,16 @@ import httpx
 import pytest
 
 from leptonic.store.artifacts import canonical_digest
-from tests.e2e.harness import RunningPlatform, free_port
+from tests.e2e.harness import RunningPlatform, running_platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
 def guarded(tmp_path: Path):
-    p = RunningPlatform(tmp_path / "data", free_port(),
-                        extra_env={"LEPTONIC_HEAD_TIMEOUT_S": "1.5",
-                                   "LEPTONIC_BODY_IDLE_TIMEOUT_S": "1.5"})
-    p.start()
-    try:
+    with running_platform(tmp_path / "data", {"LEPTONIC_HEAD_TIMEOUT_S": "1.5",
+                                              "LEPTONIC_BODY_IDLE_TIMEOUT_S": "1.5"}) as p:
         yield p
-    finally:
-        p.stop()
-        p.kill_all_runners()
 
 
 def closed_by_server(sock: socket.socket) -> bool:

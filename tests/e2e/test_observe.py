@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import REPO, RunningPlatform, free_port
+from tests.e2e.harness import REPO, RunningPlatform, free_port, running_platform
 from tests.e2e.sysdeps import require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,13 +32,8 @@ SECRET = "s3cr3t-hook-token"
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
-    p = RunningPlatform(tmp_path / "data", free_port(), extra_env=FAST)
-    p.start()
-    try:
+    with running_platform(tmp_path / "data", FAST) as p:
         yield p
-    finally:
-        p.stop()
-        p.kill_all_runners()
 
 
 class Receiver:

@@ -6,8 +6,6 @@ ready without processes; the photon inspector (a subprocess by design) is real.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +17,7 @@ from leptonic.auth.tokens import ensure_admin_token
 from leptonic.config import Settings
 from leptonic.platform import Platform
 from leptonic.runtime.fake import FakeBackend, FakeProber
-
-
-def _postgres_admin_url() -> str:
-    url = os.environ.get("LEPTONIC_TEST_POSTGRES_URL", "")
-    if not url:
-        if os.environ.get("LEPTONIC_REQUIRE_SYSTEM_DEPS"):
-            pytest.fail("LEPTONIC_TEST_POSTGRES_URL is not set; .ci/postgres.sh starts a server")
-        pytest.skip("no PostgreSQL: set LEPTONIC_TEST_POSTGRES_URL (make test does it with "
-                    ".ci/postgres.sh where it can install and start a server)")
-    return url
+from tests.pg import fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -38,18 +27,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    import psycopg
-
-    admin = _postgres_admin_url()
-    name = f"leptonic_test_{uuid.uuid4().hex[:12]}"
-    base, _, _ = admin.rpartition("/")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

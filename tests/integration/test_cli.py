@@ -20,15 +20,9 @@ from leptonic.cli import _context
 from leptonic.cli.main import app
 from leptonic.client import Client
 from leptonic.platform import Platform
+from tests.integration.bundles import ECHO
 from tests.integration.clitools import ok_json, one_line_error
 
-ECHO = (
-    "from leptonic import Photon, handler\n\n"
-    "class Echo(Photon):\n"
-    "    @handler\n"
-    "    def echo(self, text: str) -> str:\n"
-    "        return text\n"
-)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "echo"
 
 
