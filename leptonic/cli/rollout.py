@@ -164,9 +164,13 @@ def rollout_view(ro: Rollout) -> Any:
                        ("serving", st.target.label)])
     steps = st.strategy.steps
     step = ""
-    if st.strategy.type is StrategyType.CANARY:
+    now = time.time()
+    if st.strategy.type is StrategyType.CANARY and st.phase not in DONE_PHASES:
         step = (f"{st.step + 1}/{len(steps)} ({steps[st.step]}%)" if st.step >= 0
                 else f"0/{len(steps)}")
+        if st.step >= 0 and st.phase is RolloutPhase.PROGRESSING:
+            left = st.strategy.step_interval_s - (now - st.step_started_at)
+            step += f", {max(0.0, left):.0f}s left in the step"
     paused = ro.control.id == st.id and ro.control.paused and st.phase not in DONE_PHASES
     rows: list[tuple[str, Any]] = [
         ("deployment", ro.deployment), ("rollout", st.id),
@@ -184,6 +188,8 @@ def rollout_view(ro: Rollout) -> Any:
         ("message", st.message or "-")]
     if st.reason:
         rows.append(("reason", st.reason))
+    if st.previous is not None and st.keep_until:
+        rows.append(("kept for rollback", f"{st.previous.label} until {clock(st.keep_until)}"))
     rows += [("started", clock(st.started_at)),
              ("finished", clock(st.finished_at) if st.finished_at else "-")]
     view = fields(rows)

@@ -325,7 +325,7 @@ class RolloutStatus(BaseModel):
     desired: dict[str, int] = Field(default_factory=dict)  # generation -> replicas
     started_at: float = 0.0
     step_started_at: float = 0.0    # also the start of the analysis window
-    last_progress_at: float = 0.0    # last time it was not waiting on new replicas
+    waiting_since: float | None = None   # waiting on new replicas, with no progress, since
     target_ready: int = 0            # ready replicas of the target at the last decision
     finished_at: float | None = None
     analysis: list[CheckResult] = Field(default_factory=list)

@@ -149,18 +149,18 @@ def begin(previous: RolloutStatus | None, target: Template, strategy: StrategySp
     if previous is None:
         return RolloutStatus(id=0, strategy=strategy, phase=RolloutPhase.SUCCEEDED,
                              stable=target, target=target, started_at=now,
-                             step_started_at=now, last_progress_at=now, finished_at=now,
+                             step_started_at=now, finished_at=now,
                              message=f"{target.label} serves"), []
     stable = serving(previous)
     rid = previous.id + 1
     if stable.hash == target.hash:
         st = RolloutStatus(id=rid, strategy=strategy, phase=RolloutPhase.SUCCEEDED,
                            stable=stable, target=stable, started_at=now, step_started_at=now,
-                           last_progress_at=now, finished_at=now,
+                           finished_at=now,
                            message=f"back to {stable.label}, which serves")
         return st, [RolloutEvent("RolloutSucceeded", f"rollout {rid}: {st.message}")]
     st = RolloutStatus(id=rid, strategy=strategy, stable=stable, target=target, started_at=now,
-                       step_started_at=now, last_progress_at=now,
+                       step_started_at=now,
                        message=f"starting: {stable.label} -> {target.label}")
     return st, [RolloutEvent("RolloutStarted",
                              f"rollout {rid}: {stable.label} -> {target.label} "
@@ -194,7 +194,7 @@ def plan_rollout(inp: RolloutInput) -> RolloutPlan:
     if st.phase is RolloutPhase.PAUSED:
         # a resumed step is held for its whole interval again, with a fresh analysis window
         st = st.model_copy(update={"phase": RolloutPhase.PROGRESSING, "analysis": [],
-                                   "step_started_at": inp.now, "last_progress_at": inp.now})
+                                   "step_started_at": inp.now, "waiting_since": None})
         events.append(RolloutEvent("RolloutResumed", f"rollout {st.id} resumed"))
     strategy = st.strategy.type
     if strategy is StrategyType.CANARY:
@@ -245,8 +245,9 @@ def _settled(inp: RolloutInput, st: RolloutStatus, events: list[RolloutEvent]
                 st.keep_until is not None and now < st.keep_until:
             desired[_g(st.previous)] = n
             weights = {_g(st.target): 100}
-            message = (f"{st.target.label} serves all traffic; {st.previous.label} kept "
-                       f"for rollback for {st.keep_until - now:.0f}s more")
+            # no countdown in the message: it would change (and be stored) every second
+            message = (f"{st.target.label} serves all traffic; {st.previous.label} is kept "
+                       f"for an instant rollback until keep_until")
         else:
             if st.previous is not None:
                 events.append(RolloutEvent("PreviousReleased",
@@ -281,11 +282,14 @@ def _progress(inp: RolloutInput, st: RolloutStatus, t: SetState, waiting: bool
               ) -> tuple[RolloutStatus, str | None]:
     """Track progress; a rollout waiting on new replicas for too long has failed."""
     now = inp.now
-    if not waiting or t.ready > st.target_ready:
-        st = st.model_copy(update={"last_progress_at": now})
-    st = st.model_copy(update={"target_ready": t.ready})
+    since = st.waiting_since
+    if not waiting:
+        since = None
+    elif since is None or t.ready > st.target_ready:
+        since = now                 # started waiting, or a new replica got ready
+    st = st.model_copy(update={"target_ready": t.ready, "waiting_since": since})
     deadline = st.strategy.progress_deadline_s
-    if waiting and now - st.last_progress_at > deadline:
+    if since is not None and now - since > deadline:
         return st, (f"no progress for {deadline:g}s: {t.ready} replica(s) of "
                     f"{st.target.label} ready")
     return st, None
@@ -367,9 +371,8 @@ def _canary(inp: RolloutInput, st: RolloutStatus, ctl: RolloutControl,
     weights = {_g(st.stable): 100 - held, _g(st.target): held} if held else \
         {_g(st.stable): 100}
     if st.step >= 0 and held == steps[st.step]:
-        left = max(0.0, st.strategy.step_interval_s - (now - st.step_started_at))
         message = (f"canary step {st.step + 1}/{len(steps)}: {held}% to {st.target.label}, "
-                   f"{left:.0f}s left in the step")
+                   f"held {st.strategy.step_interval_s:g}s from step_started_at")
     else:
         message = f"canary: waiting for {need} replica(s) of {st.target.label} ({t.ready} ready)"
     st = st.model_copy(update={"desired": {_g(st.stable): n, _g(st.target): t_want},

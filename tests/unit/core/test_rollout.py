@@ -38,8 +38,7 @@ BLUE_GREEN = StrategySpec(type=StrategyType.BLUE_GREEN, keep_old_s=60)
 
 def status(strategy: StrategySpec, **kw: object) -> RolloutStatus:
     base: dict[str, object] = dict(id=1, strategy=strategy, stable=V1, target=V2,
-                                   started_at=NOW - 1, step_started_at=NOW - 1,
-                                   last_progress_at=NOW - 1)
+                                   started_at=NOW - 1, step_started_at=NOW - 1)
     base.update(kw)
     return RolloutStatus.model_validate(base)
 
@@ -179,7 +178,7 @@ def test_crash_looping_target_rolls_back_keeping_old_serving() -> None:
 
 def test_no_progress_past_the_deadline_rolls_back() -> None:
     st = status(ROLLING.model_copy(update={"progress_deadline_s": 30}),
-                last_progress_at=NOW - 31)
+                waiting_since=NOW - 31, target_ready=0)
     p = run(st, ready(4), SetState(1, 0))
     assert p.status.phase is RolloutPhase.ROLLED_BACK
     assert "no progress for 30s" in p.status.reason
@@ -211,7 +210,9 @@ def test_canary_holds_a_step_for_its_interval() -> None:
     st = status(CANARY, step=0, step_started_at=NOW - 5, weights={"1": 90, "2": 10})
     p = run(st, ready(4), ready(1), canary=good(20))
     assert p.status.step == 0
-    assert "5s left" in p.status.message
+    assert "held 10s" in p.status.message
+    assert p.status == run(st, ready(4), ready(1), canary=good(20), now=NOW + 1).status.model_copy(
+        update={"analysis": p.status.analysis}), "nothing changes while a step is held"
     p = run(st, ready(4), ready(1), canary=good(200), now=NOW + 5)
     assert p.status.step == 1
     assert p.status.weights == {"1": 75, "2": 25}
