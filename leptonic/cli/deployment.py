@@ -283,25 +283,6 @@ def metrics(
     show(opts, result, series_table)
 
 
-@app.command("metrics")
-def metrics(
-    ctx: typer.Context, name: str,
-    since: Annotated[str, typer.Option(help="How far back: 15m, 1h, 24h, 7d.")] = "1h",
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", "-m", help="Only these metrics (repeatable; default: all).",
-        show_default=False)] = None,
-    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
-) -> None:
-    """A deployment's built-in time series: last, min, mean and max of each metric over
-    the window, with a sparkline (``--output json``: every point)."""
-    from leptonic.cli.metrics import series_table
-
-    opts = options(ctx, output, url, token)
-    with connect(opts) as client:
-        result = client.metrics(name, metrics=metric or None, since=since)
-    show(opts, result, series_table)
-
-
 def json_line(deployment: str, line: str) -> str:
     """One followed log line as a JSON object per line (for ``--follow --output json``)."""
     import json
