@@ -24,6 +24,18 @@ def wait(api: TestClient, name: str, predicate: Any, timeout: float = 15.0) -> d
         time.sleep(0.02)
 
 
+def wait_routes(api: TestClient, name: str, predicate: Any,
+                timeout: float = 15.0) -> dict[str, Any]:
+    """Poll the gateway's live route table of ``name`` until ``predicate(routes)``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api.get(f"/api/v1/deployments/{name}/routes")
+        if r.status_code == 200 and predicate(r.json()):
+            return dict(r.json())
+        assert time.monotonic() < deadline, f"timed out; last: {r.text[:2000]}"
+        time.sleep(0.02)
+
+
 def phase(ro: dict[str, Any]) -> str:
     return str(ro["status"]["phase"])
 
@@ -108,14 +120,14 @@ def test_blue_green_rollback_reuses_the_kept_set(api: TestClient, platform: Plat
     api.patch("/api/v1/deployments/svc", json={"env": {"V": "2"}})
     ro = wait(api, "svc", lambda ro: phase(ro) == "Succeeded" and ro["status"]["id"] == 1)
     assert ro["status"]["previous"]["generation"] == 1
-    routes = api.get("/api/v1/deployments/svc/routes").json()
-    assert routes["weights"] == {str(ro["status"]["target"]["generation"]): 100}
+    # the gateway's table follows the stored decision at the end of the same tick
+    green = {str(ro["status"]["target"]["generation"]): 100}
+    routes = wait_routes(api, "svc", lambda rt: rt["weights"] == green)
     assert blue.isdisjoint(r["id"] for r in routes["replicas"])
     started = len(platform.backend.started)  # type: ignore[attr-defined]
     api.post("/api/v1/deployments/svc/rollback")
     wait(api, "svc", lambda ro: ro["status"]["id"] == 2 and phase(ro) == "Succeeded")
-    routes = api.get("/api/v1/deployments/svc/routes").json()
-    assert {r["id"] for r in routes["replicas"]} == blue
+    wait_routes(api, "svc", lambda rt: {r["id"] for r in rt["replicas"]} == blue)
     assert len(platform.backend.started) == started  # type: ignore[attr-defined]
 
 
