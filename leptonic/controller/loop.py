@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.deployments import DeploymentReconciler
+from leptonic.controller.phases import run_guarded
 from leptonic.controller.replicas import ReplicaObserver
 from leptonic.core.models import Deployment, Replica, ReplicaState, Rollout
 from leptonic.gateway.routes import Hold, Route, Upstream
@@ -134,16 +134,8 @@ class Controller:
             self._wake.clear()
 
     async def _guarded(self, phase: str, fn: Callable[[], Awaitable[None]]) -> None:
-        start = time.perf_counter()
-        try:
-            await fn()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.phase_errors.labels(phase).inc()
-            log.exception("control loop phase %r failed; continuing", phase)
-        finally:
-            self.phase_seconds.labels(phase).observe(time.perf_counter() - start)
+        await run_guarded(phase, fn, seconds=self.phase_seconds, errors=self.phase_errors,
+                          log=log, loop_name="control loop")
 
     async def tick(self) -> None:
         """One pass over the world. Public so tests can step the loop deterministically."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from leptonic.controller.phases import run_guarded
 from leptonic.core.alerts import DEPLOYMENT_METRICS, NODE_METRICS
 from leptonic.core.models import Deployment, Node, Replica, ReplicaState, check_name
 from leptonic.errors import InvalidInput, NotFound
@@ -113,16 +114,8 @@ class Observability:
         await self.notifier.aclose()
 
     async def _guarded(self, phase: str, fn: Callable[[], Awaitable[Any]]) -> None:
-        start = time.perf_counter()
-        try:
-            await fn()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.phase_errors.labels(phase).inc()
-            log.exception("observability phase %r failed; continuing", phase)
-        finally:
-            self.phase_seconds.labels(phase).observe(time.perf_counter() - start)
+        await run_guarded(phase, fn, seconds=self.phase_seconds, errors=self.phase_errors,
+                          log=log, loop_name="observability")
 
     async def _every(self, period_s: float, phase: str,
                      fn: Callable[[], Awaitable[Any]]) -> None:

@@ -14,14 +14,7 @@ from leptonic.core.transitions import RestartPolicy
 from leptonic.runtime.fake import FakeBackend, FakeProber
 from leptonic.store.artifacts import ArtifactStore
 from leptonic.store.store import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.clock import Clock
 
 
 @dataclass

@@ -26,6 +26,7 @@ from leptonic.core.transitions import RestartPolicy
 from leptonic.runtime.fake import FakeBackend, FakeProber
 from leptonic.store.artifacts import ArtifactStore
 from leptonic.store.store import Store
+from tests.unit.clock import Clock
 
 
 @dataclass
@@ -53,14 +54,6 @@ class FakeTraffic:
         buckets[bucket_of(5)] += ok + failed
         self.groups[deployment][str(group)] = TrafficCounters(
             old.requests + ok + failed, old.errors + failed, tuple(buckets))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
