@@ -23,6 +23,7 @@ for a deployment scaled to zero (bounded queue, timeout) until a replica is read
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -184,6 +185,10 @@ class Gateway:
         self.rng = rng if rng is not None else random.Random()
         self._outstanding: dict[str, int] = {}
         self.outstanding: Mapping[str, int] = MappingProxyType(self._outstanding)
+        # request ids: a random per-gateway prefix and a counter (unique, and no
+        # os.urandom syscall per request as uuid4 would cost on the hot path)
+        self._id_prefix = uuid.uuid4().hex[:20].encode()
+        self._id_seq = itertools.count()
         self._ejected: dict[str, float] = {}   # replica id -> monotonic time it comes back
         # rollouts and autoscaling: see the module docstring
         self.on_hold = on_hold                  # called when a request starts waiting
@@ -364,7 +369,7 @@ class Gateway:
         client_host = client[0].encode("latin-1") if client else b"unknown"
         xff = xff + b", " + client_host if xff else client_host
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = b"%s%012x" % (self._id_prefix, next(self._id_seq))
         tail = [b"x-forwarded-for: ", xff, b"\r\nx-request-id: ", request_id, b"\r\n"]
         if host is not None:
             tail += [b"x-forwarded-host: ", host, b"\r\n"]
