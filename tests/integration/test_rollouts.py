@@ -107,8 +107,11 @@ def test_pause_resume_promote_abort(api: TestClient) -> None:
     assert api.post("/api/v1/deployments/svc/rollout/abort").status_code == 200
     ro = wait(api, "svc", lambda ro: phase(ro) == "Aborted")
     assert ro["status"]["reason"] == "aborted by a user"
-    d = api.get("/api/v1/deployments/svc").json()
-    assert "Aborted" in d["status"]["message"]
+    # the deployment's own status is summarised later in the same tick
+    deadline = time.monotonic() + 15
+    while "Aborted" not in api.get("/api/v1/deployments/svc").json()["status"]["message"]:
+        assert time.monotonic() < deadline, "the deployment status never said Aborted"
+        time.sleep(0.02)
     # the spec still asks for V=3; rollback makes it ask for what serves again
     assert api.post("/api/v1/deployments/svc/rollback").json()["spec"]["env"] == {"V": "2"}
     wait(api, "svc", lambda ro: ro["status"]["id"] == 3 and phase(ro) == "Succeeded")
@@ -171,20 +174,31 @@ def test_spec_validation_and_autoscaling_rules(api: TestClient) -> None:
 def test_autoscaled_deployment_at_zero_holds_requests(api: TestClient) -> None:
     create(api, autoscaling={"min_replicas": 0, "max_replicas": 2,
                              "scale_to_zero_after_s": 0.2, "queue_timeout_s": 0.3})
+    def at_zero() -> bool:
+        # observed by the controller (a fresh status also says 0 before it has looked)
+        d = api.get("/api/v1/deployments/svc").json()
+        st = d["status"]
+        return bool(st["observed_generation"] == d["generation"]
+                    and st["desired_replicas"] == 0 and st["replicas"] == 0)
+
     deadline = time.monotonic() + 15
-    while api.get("/api/v1/deployments/svc").json()["status"]["desired_replicas"] != 0:
+    while not at_zero():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    routes = api.get("/api/v1/deployments/svc/routes").json()
-    assert routes["hold_timeout_s"] == 0.3
+    # the gateway's table follows at the end of the tick that decided the scale-down
+    wait_routes(api, "svc", lambda rt: rt["hold_timeout_s"] == 0.3)
     # fake replicas cannot answer, but the request must wait for one rather than 503 at once
     started = time.monotonic()
     r = api.post("/run/svc/echo", json={"text": "hi"})
     assert r.status_code in (502, 503)
     assert time.monotonic() - started > 0.05 or r.status_code == 502
-    events = [e["message"] for e in api.get("/api/v1/deployments/svc/events").json()
-              if e["reason"] == "Scaled"]
-    assert any("waiting for a replica" in m for m in events)
+    # the held request woke the autoscaler, which says why it scaled up
+    deadline = time.monotonic() + 15
+    while not any("waiting for a replica" in e["message"]
+                  for e in api.get("/api/v1/deployments/svc/events").json()
+                  if e["reason"] == "Scaled"):
+        assert time.monotonic() < deadline, api.get("/api/v1/deployments/svc/events").text
+        time.sleep(0.05)
 
 
 def test_cli_update_status_control_and_rollback(cli: Any, api: TestClient) -> None:
