@@ -10,7 +10,8 @@ from rich.table import Table
 
 from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import age, fields, show, table
-from leptonic.client import PhotonInfo
+from leptonic.client import BundlePlan, PhotonInfo, plan_bundle
+from leptonic.client._base import human_size
 from leptonic.core.models import PhotonVersion
 
 app = typer.Typer(help="Photons: versioned bundles of model-serving code.",
@@ -46,6 +47,14 @@ def run(
         raise typer.Exit(code)
 
 
+def _plan(plan: BundlePlan) -> object:
+    from rich.console import Group
+
+    files = table(["PATH", "SIZE"], [(f.path, human_size(f.size)) for f in plan.files])
+    largest = ", ".join(f"{f.path} ({human_size(f.size)})" for f in plan.largest())
+    return Group(files, "", plan.totals() + (f"; largest: {largest}" if largest else ""))
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -54,13 +63,31 @@ def create(
     path: Annotated[Path, typer.Option(
         help="Folder (or single file) to bundle (default: the current folder).",
         show_default=False)] = Path("."),
+    include: Annotated[list[str] | None, typer.Option(
+        "--include", metavar="PATTERN",
+        help="Bundle a file or folder that .gitignore, .leptonicignore or the defaults "
+             "(.git, .venv, venv, node_modules, __pycache__, *.pyc, .env, .env.*) leave "
+             "out; gitignore syntax, repeatable.", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only list what would be bundled; upload nothing.")] = False,
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
 ) -> None:
-    """Bundle a folder and store it as a new version of a photon."""
+    """Bundle a folder and store it as a new version of a photon.
+
+    The bundle leaves out what .gitignore and .leptonicignore files ignore, and caches,
+    virtual environments and .env files; it refuses symlinks that lead outside the folder
+    and leptonic data dirs.
+    """
     opts = options(ctx, output, url, token)
+    plan = plan_bundle(path, include or ())
+    if dry_run:
+        show(opts, plan.to_json(), lambda _: _plan(plan))
+        return
     with connect(opts) as client:
-        version = client.create_photon(name, entry, path)
+        version = client.create_photon(name, entry, plan)
     show(opts, version, lambda v: _versions([v]))
+    if not opts.json:
+        typer.echo(plan.summary(), err=True)
 
 
 @app.command("list")

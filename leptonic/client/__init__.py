@@ -7,10 +7,13 @@ response rule (``_base``); they differ only in how a request is sent.
 from __future__ import annotations
 
 from leptonic.client._base import (
+    BundleFile,
+    BundlePlan,
     DeploymentFailed,
     PhotonInfo,
     WaitTimeout,
     make_bundle,
+    plan_bundle,
     resolve_token,
     resolve_url,
 )
@@ -19,12 +22,15 @@ from leptonic.client.client import AsyncClient, AsyncDeploymentHandle, Client, D
 __all__ = [
     "AsyncClient",
     "AsyncDeploymentHandle",
+    "BundleFile",
+    "BundlePlan",
     "Client",
     "DeploymentFailed",
     "DeploymentHandle",
     "PhotonInfo",
     "WaitTimeout",
     "make_bundle",
+    "plan_bundle",
     "resolve_token",
     "resolve_url",
 ]

@@ -15,10 +15,11 @@ import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import httpx
+import pathspec
 from pydantic import BaseModel, TypeAdapter
 
 from leptonic.config import DEFAULT_HOST, DEFAULT_PORT, DataDir, default_data_dir
@@ -46,11 +47,6 @@ from leptonic.errors import (
 
 API_PREFIX = "/api/v1"
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
-
-# never part of a photon bundle: caches, VCS metadata and virtual environments
-SKIP_DIRS = frozenset({"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache",
-                       ".ruff_cache"})
-SKIP_SUFFIXES = (".pyc", ".pyo")
 
 T = TypeVar("T")
 
@@ -195,40 +191,254 @@ def _layout(env: Mapping[str, str], data_dir: Path | None) -> DataDir:
 
 
 # -- photon bundles ------------------------------------------------------------------------
+#
+# A bundle holds what the user meant: the folder's files minus what its .gitignore and
+# .leptonicignore files leave out (gitignore rules, nested files, `!` negation) and minus
+# the defaults below. Three things are refused rather than skipped, because leaving them
+# out silently would hide a mistake: a symlink leading outside the folder, a leptonic data
+# dir (tokens, secret key, database) and a data-dir file by its name.
 
-def _bundle_files(root: Path) -> Iterator[tuple[Path, str]]:
-    """(file, path inside the bundle) for every file under ``root``, sorted, skipping caches."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        for name in sorted(filenames):
-            if name.endswith(SKIP_SUFFIXES):
+# left out unless `include=` (`--include`) names them; .leptonicignore's `!` can bring one
+# back too (it is read after these), .gitignore's cannot
+DEFAULT_EXCLUDES = (".git", ".venv", "venv", "node_modules", "__pycache__/", "*.pyc", "*.pyo",
+                    ".env", ".env.*", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/")
+IGNORE_FILES = (".gitignore", ".leptonicignore")
+# the files of a data dir (leptonic/config.py DataDir) that no bundle may hold
+DATA_DIR_FILES = frozenset({"admin-token", "secret-key", "leptonic.db"})
+_DATA_DIR_FOLDERS = ("artifacts", "logs")
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    """One file of a bundle: its path inside the bundle and where its bytes come from (for
+    a symlink inside the folder, the file it points to)."""
+
+    path: str
+    source: Path
+    size: int
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """What ``make_bundle`` will pack, sorted by path; built by ``plan_bundle``."""
+
+    root: Path
+    files: tuple[BundleFile, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def largest(self, n: int = 5) -> list[BundleFile]:
+        return sorted(self.files, key=lambda f: (-f.size, f.path))[:n]
+
+    def to_json(self, largest: int = 5) -> dict[str, Any]:
+        return {"path": str(self.root), "count": len(self.files), "size": self.size,
+                "files": [{"path": f.path, "size": f.size} for f in self.files],
+                "largest": [{"path": f.path, "size": f.size} for f in self.largest(largest)]}
+
+    def totals(self) -> str:
+        """``3 files, 2.1 KiB``."""
+        count = len(self.files)
+        return f"{count} file{'' if count == 1 else 's'}, {human_size(self.size)}"
+
+    def summary(self) -> str:
+        """``bundled 3 files, 2.1 KiB (largest: app.py, 1.9 KiB)``."""
+        top = self.largest(1)
+        biggest = f" (largest: {top[0].path}, {human_size(top[0].size)})" if top else ""
+        return f"bundled {self.totals()}{biggest}"
+
+
+def human_size(n: int) -> str:
+    """``512 B``, ``1.5 KiB``, ``20.0 MiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _spec(lines: Iterable[str]) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines(list(lines))
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The patterns of one ignore file (or list), relative to the folder ``base``."""
+
+    base: str                 # path inside the bundle, "" for its root
+    spec: pathspec.GitIgnoreSpec
+
+    def verdict(self, path: str, is_dir: bool) -> bool | None:
+        """True: ignored, False: re-included by a `!` pattern, None: not mentioned."""
+        rel = path[len(self.base) + 1:] if self.base else path
+        result = self.spec.check_file(rel + "/" if is_dir else rel)
+        return None if result.include is None else bool(result.include)
+
+
+def _data_dir_marker(folder: Path) -> str | None:
+    """Why ``folder`` is a leptonic data dir (one of its files next to ``artifacts/`` or
+    ``logs/``), or None. Files alone are refused by name where they would be bundled."""
+    try:
+        found = sorted(n for n in DATA_DIR_FILES if (folder / n).is_file())
+        if found and any((folder / d).is_dir() for d in _DATA_DIR_FOLDERS):
+            return found[0]
+    except OSError:
+        return None
+    return None
+
+
+class _Planner:
+    def __init__(self, root: Path, include: Iterable[str], data_dir: Path | None) -> None:
+        self.root = root
+        self.include = _Rules("", _spec(include))
+        self.defaults = _Rules("", _spec(DEFAULT_EXCLUDES))
+        self.data_dir = (data_dir if data_dir is not None else default_data_dir()).resolve()
+        self.files: list[BundleFile] = []
+
+    def data_dir_reason(self, real: Path) -> str | None:
+        if real == self.data_dir or real.is_relative_to(self.data_dir):
+            return "the data dir of the platform this client uses"
+        marker = _data_dir_marker(real)
+        return None if marker is None else f"a leptonic data dir (it holds {marker})"
+
+    def check_folder(self, real: Path, path: str) -> None:
+        reason = self.data_dir_reason(real)
+        if reason is None:
+            return
+        what = f"{path}/ in {self.root}" if path else str(real)
+        leave_out = ", or leave it out with a line in .leptonicignore" if path else ""
+        raise InvalidInput(
+            f"refusing to bundle {what}: it is {reason}, and would ship the platform's "
+            "admin token, secret key and database; keep the data dir outside the code "
+            f"folder (leptonic up --data-dir DIR){leave_out}")
+
+    def check_file(self, real: Path, path: str) -> None:
+        for name in {real.name, PurePosixPath(path).name} & DATA_DIR_FILES:
+            raise InvalidInput(
+                f"refusing to bundle {path}: {name} is a leptonic data-dir file (the "
+                "platform's token, key or database); move it out of the folder or leave it "
+                "out with a line in .leptonicignore")
+
+    def ignored(self, path: str, is_dir: bool, git: list[_Rules], lep: list[_Rules]) -> bool:
+        # highest precedence first: include=, .leptonicignore (deepest first), the
+        # defaults, .gitignore (deepest first); the first that mentions the path decides
+        if self.include.verdict(path, is_dir):
+            return False
+        for rules in (*reversed(lep), self.defaults, *reversed(git)):
+            verdict = rules.verdict(path, is_dir)
+            if verdict is not None:
+                return verdict
+        return False
+
+    def walk(self, real: Path, path: str, git: list[_Rules], lep: list[_Rules],
+             seen: frozenset[Path]) -> None:
+        self.check_folder(real, path)
+        for name, stack in zip(IGNORE_FILES, (git, lep), strict=True):
+            ignore_file = real / name
+            if ignore_file.is_file():
+                lines = ignore_file.read_text(errors="replace").splitlines()
+                stack = [*stack, _Rules(path, _spec(lines))]
+            if name == ".gitignore":
+                git = stack
+            else:
+                lep = stack
+        with os.scandir(real) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            sub = f"{path}/{entry.name}" if path else entry.name
+            is_dir = entry.is_dir()                # follows links, like is_file below
+            if self.ignored(sub, is_dir, git, lep):
                 continue
-            path = Path(dirpath) / name
-            if path.is_file():
-                yield path, path.relative_to(root).as_posix()
+            source = Path(entry.path)
+            if entry.is_symlink():
+                target = self.link_target(source, sub)
+                if target is None:
+                    continue                       # dangling (an editor's lock file)
+                source = target
+            if is_dir:
+                if source in seen:
+                    raise InvalidInput(f"refusing to bundle {sub}: it is a symlink to "
+                                       f"{source}, a folder that holds it (a loop)")
+                self.walk(source, sub, git, lep, seen | {source})
+            elif source.is_file():                 # sockets, fifos and devices are skipped
+                self.check_file(source, sub)
+                st = source.stat()
+                self.files.append(BundleFile(sub, source, st.st_size,
+                                             os.access(source, os.X_OK)))
+
+    def link_target(self, link: Path, path: str) -> Path | None:
+        try:
+            target = link.resolve()
+        except (OSError, RuntimeError):            # a loop of links
+            return None
+        if not target.exists():
+            return None
+        if not target.is_relative_to(self.root):
+            raise InvalidInput(
+                f"refusing to bundle {path}: it is a symlink to {target}, outside "
+                f"{self.root}; copy what it points to into the folder, or leave the link "
+                "out with a line in .leptonicignore")
+        # a link into a data dir elsewhere in the folder is that data dir's file
+        for folder in (target, *target.parents):
+            if folder == self.root or not folder.is_relative_to(self.root):
+                break
+            if folder.is_dir():
+                self.check_folder(folder, folder.relative_to(self.root).as_posix())
+        return target
 
 
-def make_bundle(path: str | os.PathLike[str]) -> bytes:
-    """A ``.tar.gz`` of a folder (paths relative to it) or of one file (under its name).
+def plan_bundle(path: str | os.PathLike[str], include: Iterable[str] = (), *,
+                data_dir: str | os.PathLike[str] | None = None) -> BundlePlan:
+    """What a bundle of ``path`` (a folder, or one file under its name) holds.
+
+    Leaves out what the folder's ``.gitignore`` and ``.leptonicignore`` files ignore and
+    ``DEFAULT_EXCLUDES``; ``include`` (gitignore patterns) brings such files or folders
+    back. A symlink inside the folder is bundled as the file it points to. Raises
+    ``InvalidInput`` for a path that is not there, a symlink leading outside the folder,
+    and a leptonic data dir or data-dir file (``data_dir``, default the one
+    ``LEPTONIC_DATA_DIR`` names, counts as one wherever it is).
+    """
+    src = Path(path).expanduser()
+    if not src.exists():
+        raise InvalidInput(f"no such file or folder: {src}")
+    planner = _Planner(src.resolve(), include,
+                       Path(data_dir).expanduser() if data_dir is not None else None)
+    if src.is_file():
+        real = src.resolve()
+        if (reason := planner.data_dir_reason(real.parent)) is not None:
+            raise InvalidInput(f"refusing to bundle {src}: it lies in {reason}; photon code "
+                               "does not belong in a data dir")
+        planner.check_file(real, src.name)
+        st = real.stat()
+        planner.files.append(BundleFile(src.name, real, st.st_size, os.access(real, os.X_OK)))
+    elif src.is_dir():
+        planner.walk(planner.root, "", [], [], frozenset({planner.root}))
+    else:
+        raise InvalidInput(f"{src} is neither a file nor a folder")
+    return BundlePlan(src.resolve(), tuple(sorted(planner.files, key=lambda f: f.path)))
+
+
+def make_bundle(path: str | os.PathLike[str] | BundlePlan, include: Iterable[str] = (), *,
+                data_dir: str | os.PathLike[str] | None = None) -> bytes:
+    """A ``.tar.gz`` of a folder (paths relative to it) or of one file (under its name):
+    the files ``plan_bundle`` lists (``path`` may be such a plan already).
 
     The archive is deterministic (sorted, zero mtimes and owners), so the same code gives
-    the same bytes.
+    the same bytes. It holds regular files only: no links, no folders.
     """
-    src = Path(path)
-    if src.is_file():
-        files: Iterable[tuple[Path, str]] = [(src, src.name)]
-    elif src.is_dir():
-        files = _bundle_files(src)
-    else:
-        raise InvalidInput(f"no such file or folder: {src}")
+    plan = path if isinstance(path, BundlePlan) else plan_bundle(path, include,
+                                                                 data_dir=data_dir)
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for file, arcname in files:
-            data = file.read_bytes()
-            info = tarfile.TarInfo(arcname)
+        for file in plan.files:
+            data = file.source.read_bytes()
+            info = tarfile.TarInfo(file.path)
             info.size = len(data)
-            info.mode = 0o755 if os.access(file, os.X_OK) else 0o644
+            info.mode = 0o755 if file.executable else 0o644
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
@@ -402,10 +612,14 @@ class _API:
         return self._run(Call("GET", "/status"))
 
     # photons
-    def create_photon(self, name: str, entry: str, path: str | os.PathLike[str] = ".") -> Any:
-        """Bundle ``path`` (a folder or one file) and store it as a new version of photon
-        ``name`` served by ``entry`` (``app.py:Echo``) -> ``PhotonVersion``."""
-        bundle = make_bundle(path)
+    def create_photon(self, name: str, entry: str,
+                      path: str | os.PathLike[str] | BundlePlan = ".", *,
+                      include: Iterable[str] = ()) -> Any:
+        """Bundle ``path`` (a folder or one file, or a ``plan_bundle`` of one) and store it
+        as a new version of photon ``name`` served by ``entry`` (``app.py:Echo``) ->
+        ``PhotonVersion``. What ``.gitignore``/``.leptonicignore`` or the defaults leave out
+        stays out unless ``include`` (gitignore patterns, e.g. ``[".env"]``) names it."""
+        bundle = make_bundle(path, include)
         return self._run(Call("POST", "/photons", _model(PhotonVersion),
                               data={"name": name, "entry": entry},
                               files={"file": ("bundle.tar.gz", bundle, "application/gzip")}))

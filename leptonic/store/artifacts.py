@@ -1,10 +1,11 @@
 """Content-addressed photon bundles: ``DATA_DIR/artifacts/<sha256>/``.
 
 An upload is unpacked into a private staging folder (never where it will live), checked
-member by member (no absolute paths, no ``..``, no links or devices, bounded size and
-count), hashed canonically (sorted relative paths and file bytes, so the same code gives
-the same digest whatever tar tool packed it), and only then moved into place with one
-atomic rename.
+member by member (no absolute paths, no ``..``, no links or devices, no data-dir files,
+bounded size and count), hashed canonically (sorted relative paths and file bytes, so the
+same code gives the same digest whatever tar tool packed it), and only then moved into
+place with one atomic rename. Stored files are 0600 and folders 0700: only the platform
+(and the runtime, as root) reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from leptonic.errors import InvalidInput, PayloadTooLarge
 
 MAX_MEMBERS = 10_000
 _CHUNK = 1 << 20
+# a data dir's token, secret key and database (leptonic/config.py DataDir): a bundle
+# holding one was packed from a data dir by mistake, and storing it would spread it
+DATA_DIR_FILES = frozenset({"admin-token", "secret-key", "leptonic.db"})
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 
 def canonical_digest(root: Path) -> str:
@@ -60,6 +66,8 @@ def extract_bundle(archive: BinaryIO, dest: Path, max_bytes: int) -> None:
         if len(members) > MAX_MEMBERS:
             raise InvalidInput(f"the bundle has {len(members)} entries; the limit is "
                                f"{MAX_MEMBERS}")
+        for m in members:                   # refused before anything is written
+            _check_member(m)
         for m in members:
             rel = _safe_name(m.name)
             if str(rel) in ("", "."):
@@ -72,19 +80,40 @@ def extract_bundle(archive: BinaryIO, dest: Path, max_bytes: int) -> None:
                                    "folder")
             target = dest.joinpath(*rel.parts)
             if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
+                _mkdirs(dest, target)
                 continue
             total += m.size
             if total > max_bytes:
                 raise PayloadTooLarge(f"the unpacked bundle is larger than {max_bytes} "
                                       "bytes; leave data and weights out of the bundle")
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _mkdirs(dest, target.parent)
             src = tar.extractfile(m)
             if src is None:
                 continue
-            with src, target.open("wb") as out:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            with src, os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), FILE_MODE)   # a member named twice keeps no old mode
                 shutil.copyfileobj(src, out, _CHUNK)
-            os.chmod(target, 0o644)
+
+
+def _check_member(m: tarfile.TarInfo) -> None:
+    rel = _safe_name(m.name)
+    if rel.name in DATA_DIR_FILES and not m.isdir():
+        raise InvalidInput(f"bundle member {m.name!r} is a leptonic data-dir file ({rel.name}: "
+                           "the platform's token, key or database); pack only your code, "
+                           "with the data dir outside the folder")
+
+
+def _mkdirs(dest: Path, folder: Path) -> None:
+    """``folder`` and its missing parents under ``dest``, each 0700 (``mkdir``'s own mode
+    is cut by the umask and not given to parents)."""
+    missing = []
+    while folder != dest and not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        os.chmod(path, DIR_MODE)
 
 
 class ArtifactStore:
@@ -98,7 +127,8 @@ class ArtifactStore:
 
     def stage(self, archive: BinaryIO, max_bytes: int) -> Path:
         """Unpack an upload into a fresh staging folder; the caller commits or discards."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        # mkdtemp makes the folder 0700, and the rename in commit() keeps that mode
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.root))
         try:
             extract_bundle(archive, staging, max_bytes)
