@@ -1,13 +1,13 @@
 """The control-plane FastAPI app: routers under ``/api/v1``, each route checked against the
-permission table (``auth.roles``), state changes audited, bodies bounded, every error
-rendered as problem+json."""
+permission table (``auth.roles``), state changes audited (refusals included, 413 too),
+bodies bounded, every error rendered as problem+json."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.responses import Response
 
 from leptonic import __version__
@@ -37,6 +37,10 @@ def create_app(platform: Any) -> Any:
                   description="The leptonic control plane. Every /api/v1 call needs "
                               "'Authorization: Bearer TOKEN'.")
     app.state.platform = platform
+    app.state.auth_refusals = Counter(
+        "leptonic_api_auth_refusals_total",
+        "API calls refused by the token check: 401 no or bad token, 403 role too low, "
+        "429 too many bad tokens from the address.", ["code"], registry=platform.registry)
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
     for module in (status, photons, deployments, rollouts, cluster, auth, secrets, audit,
@@ -61,4 +65,6 @@ def create_app(platform: Any) -> Any:
             return int(settings.max_bundle_bytes)
         return int(settings.max_body_bytes)
 
-    return BodyLimit(AuditLog(app, platform.store), limit_for)
+    # The audit log outside the body limit, so that a 413 (which never reaches a route)
+    # is recorded too.
+    return AuditLog(BodyLimit(app, limit_for), platform.store)

@@ -9,7 +9,7 @@ from fastapi import Request
 
 from leptonic.auth.roles import required_role
 from leptonic.auth.tokens import Principal
-from leptonic.errors import Forbidden, Unauthorized
+from leptonic.errors import Forbidden, TooManyRequests, Unauthorized
 
 
 def get_platform(request: Request) -> Any:
@@ -35,8 +35,24 @@ def bearer(request: Request) -> str | None:
     return None
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def require_token(request: Request) -> Principal | None:
-    """Authenticate and authorise by the permission table; public routes pass."""
+    """Authenticate and authorise by the permission table; public routes pass. Refusals
+    are counted in ``leptonic_api_auth_refusals_total``; bad tokens count against the
+    caller's address (``auth.tokens.FAILURE_LIMIT``), past which it gets 429."""
+    try:
+        return _require_token(request)
+    except (Unauthorized, Forbidden, TooManyRequests) as exc:
+        refusals = getattr(request.app.state, "auth_refusals", None)
+        if refusals is not None:
+            refusals.labels(str(exc.status)).inc()
+        raise
+
+
+def _require_token(request: Request) -> Principal | None:
     needed = required_role(request.method, _route_path(request))
     if needed is None:
         return None
@@ -45,7 +61,8 @@ def require_token(request: Request) -> Principal | None:
         raise Unauthorized("this API needs a token: send 'Authorization: Bearer TOKEN' "
                            "(the admin token is in DATA_DIR/admin-token; users get one "
                            "with `leptonic login`)")
-    principal: Principal | None = request.app.state.platform.verifier.authenticate(token)
+    principal: Principal | None = request.app.state.platform.verifier.authenticate(
+        token, client_address(request))
     if principal is None:
         raise Unauthorized("the token is not valid (unknown, revoked or expired)")
     request.state.principal = principal

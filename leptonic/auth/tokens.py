@@ -1,7 +1,12 @@
-"""API tokens: ``lep_`` + 43 random URL-safe characters, stored only as their sha256.
+"""API tokens: ``lep_`` + 43 random URL-safe characters + an 8-hex-digit checksum, stored
+only as their sha256.
 
 A token has high entropy, so a fast hash is the right tool (a slow password hash would
 only make every request slower); the clear token exists once, when it is created.
+
+The checksum (CRC32 of the random part, GitHub-style) lets the verifier refuse a token
+that cannot exist — a typo, a guess, a flood of random strings — without a store query.
+It is not a secret and proves nothing: a well-formed token still has to be in the store.
 
 Kinds: ``api`` (created by an admin, optional expiry, optional deployment scope and
 gateway rate limit), ``session`` (from a password login, short-lived) and ``invite``
@@ -12,28 +17,84 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import threading
 import time
+import weakref
+import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from leptonic.auth.ratelimit import TokenBuckets
+from leptonic.auth.ratelimit import FailureWindow, TokenBuckets
 from leptonic.auth.roles import Role
 from leptonic.config import DataDir
+from leptonic.errors import TooManyRequests
 from leptonic.gateway.proxy import Refusal
 
 PREFIX = "lep_"
 SESSION_TTL_S = 12 * 3600
 
+# Failed authentication per client address (docs/SECURITY.md): past FAILURE_LIMIT bad
+# tokens within FAILURE_WINDOW_S, that address's requests whose token is not known to be
+# valid get 429 without a store query; known-valid tokens keep being served.
+FAILURE_LIMIT = 20
+FAILURE_WINDOW_S = 10.0
+# Hashes known not to be a valid token: at most NEGATIVE_MAX_ENTRIES (least recently
+# seen dropped first), each for NEGATIVE_TTL_S, so a token created by another control
+# plane works here within that long (at once in the process that created it).
+NEGATIVE_MAX_ENTRIES = 10_000
+NEGATIVE_TTL_S = 10.0
+
+# Telling the formats apart: the random part is always token_urlsafe(32), 43 characters,
+# so a token of the current format is exactly 55 characters (prefix, 43, 8 hex digits)
+# and one of the old, checksum-less format (every token made before the checksum, e.g.
+# existing DATA_DIR/admin-token files) exactly 47. Any other shape cannot exist.
+_RANDOM_CHARS = 43
+_CHECK_CHARS = 8
+TOKEN_LENGTH = len(PREFIX) + _RANDOM_CHARS + _CHECK_CHARS
+OLD_TOKEN_LENGTH = len(PREFIX) + _RANDOM_CHARS
+_RANDOM_RE = re.compile(rf"[A-Za-z0-9_-]{{{_RANDOM_CHARS}}}")
+
+
+def _checksum(random_part: str) -> str:
+    return f"{zlib.crc32(random_part.encode()):08x}"
+
 
 def new_token() -> str:
-    return PREFIX + secrets.token_urlsafe(32)
+    random_part = secrets.token_urlsafe(32)
+    return PREFIX + random_part + _checksum(random_part)
+
+
+def could_exist(token: str) -> bool:
+    """Is ``token`` shaped like a token leptonic makes (and, if of the current format, is
+    its checksum right)? False means no store holds it; True proves nothing more."""
+    n = len(token)
+    if not token.startswith(PREFIX):
+        return False
+    if n == TOKEN_LENGTH:
+        random_part = token[len(PREFIX):OLD_TOKEN_LENGTH]
+        return bool(_RANDOM_RE.fullmatch(random_part)) \
+            and token[OLD_TOKEN_LENGTH:] == _checksum(random_part)
+    if n == OLD_TOKEN_LENGTH:      # the old format: no checksum, the store decides
+        return bool(_RANDOM_RE.fullmatch(token, len(PREFIX)))
+    return False
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# Every live verifier of this process, so that creating a token drops its hash from their
+# negative caches (whoever creates it need not know which verifiers exist).
+_VERIFIERS: weakref.WeakSet[TokenVerifier] = weakref.WeakSet()
+
+
+def _created(digest: str) -> None:
+    for verifier in list(_VERIFIERS):
+        verifier.created(digest)
 
 
 @dataclass(frozen=True)
@@ -60,9 +121,11 @@ def create_token(store: Any, name: str, role: str = "admin", *, kind: str = "api
                  created_by: str | None = None) -> tuple[str, dict[str, Any]]:
     """Store a new token's hash; return the token itself (shown once) and its row."""
     token = new_token()
-    row = store.insert_token(name=name, token_hash=hash_token(token), role=role, kind=kind,
+    digest = hash_token(token)
+    row = store.insert_token(name=name, token_hash=digest, role=role, kind=kind,
                              user_id=user_id, deployment=deployment, expires_at=expires_at,
                              rate_limit_rps=rate_limit_rps, created_by=created_by)
+    _created(digest)
     return token, row
 
 
@@ -80,50 +143,113 @@ def ensure_admin_token(store: Any, layout: DataDir) -> str | None:
         os.write(fd, (token + "\n").encode())
     finally:
         os.close(fd)
-    store.insert_token(name="admin", token_hash=hash_token(token), role="admin",
+    digest = hash_token(token)
+    store.insert_token(name="admin", token_hash=digest, role="admin",
                        created_by="leptonic up")
+    _created(digest)
     os.replace(tmp, path)      # the file appears only once its hash is stored
     return token
 
 
 class TokenVerifier:
-    """Resolves bearer tokens to principals, with a short in-memory cache so the gateway
-    does not touch the database on every request. Revocations take effect within
-    ``ttl_s`` seconds (at once in the process that revoked)."""
+    """Resolves bearer tokens to principals, with short in-memory caches so that neither
+    a valid token nor a bad one touches the database on every request.
+
+    * valid tokens: cached ``ttl_s`` seconds; revocations take effect within that long (at
+      once in the process that revoked, which calls :meth:`forget`);
+    * tokens that cannot exist (:func:`could_exist`): refused without a store query;
+    * hashes the store did not know: a bounded negative cache (``NEGATIVE_*``);
+    * failures per client address (``FAILURE_*``): past the limit, only tokens this
+      verifier has seen valid are looked at; everything else gets :class:`TooManyRequests`.
+    """
 
     def __init__(self, store: Any, ttl_s: float = 5.0, max_entries: int = 10_000,
-                 is_public: Callable[[str], bool] | None = None) -> None:
+                 is_public: Callable[[str], bool] | None = None, *,
+                 failure_limit: int = FAILURE_LIMIT,
+                 failure_window_s: float = FAILURE_WINDOW_S,
+                 negative_ttl_s: float = NEGATIVE_TTL_S,
+                 negative_max_entries: int = NEGATIVE_MAX_ENTRIES) -> None:
         self.store = store
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.is_public = is_public or (lambda _name: False)
         self.buckets = TokenBuckets()
-        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self.failures = FailureWindow(failure_limit, failure_window_s)
+        self.negative_ttl_s = negative_ttl_s
+        self.negative_max_entries = negative_max_entries
+        # digest -> (principal, fresh until, generation). An entry that is no longer fresh
+        # (expired, or from before a forget()) is re-read from the store, but it still
+        # marks the token as known-valid: a throttled address may use it.
+        self._cache: dict[str, tuple[Principal, float, int]] = {}
+        self._generation = 0
+        self._negative: OrderedDict[str, float] = OrderedDict()   # digest -> until
         self._lock = threading.Lock()
+        _VERIFIERS.add(self)
 
     def forget(self) -> None:
-        """Drop the cache (after a revocation or a role change in this process)."""
+        """Make every cached answer stale (after a revocation, a role change or a user
+        enabled again in this process): the next use of each token asks the store."""
         with self._lock:
-            self._cache.clear()
+            self._generation += 1
+            self._negative.clear()
 
-    def authenticate(self, token: str | None) -> Principal | None:
-        if not token or not token.startswith(PREFIX) or len(token) > 256:
+    def created(self, digest: str) -> None:
+        """A token with this hash was just stored: it must not stay known-bad."""
+        with self._lock:
+            self._negative.pop(digest, None)
+
+    def authenticate(self, token: str | None, client: str | None = None) -> Principal | None:
+        """The principal of ``token``, or None. With ``client`` (the caller's address) a
+        bad token counts against that address, and an address over the limit gets
+        :class:`TooManyRequests` (with ``retry_after``) for any token not known valid."""
+        if not token:
             return None
         now = time.monotonic()
-        digest = hash_token(token)
-        hit = self._cache.get(digest)
-        if hit is not None and hit[1] > now:
-            principal = hit[0]
-        else:
-            principal = self._load(digest)
-            with self._lock:
-                if len(self._cache) >= self.max_entries:
-                    self._cache.clear()
-                self._cache[digest] = (principal, now + self.ttl_s)
-        if principal is not None and principal.expires_at is not None \
-                and principal.expires_at <= time.time():
+        shaped = len(token) <= 256 and could_exist(token)
+        digest = hash_token(token) if shaped else ""
+        hit = self._cache.get(digest) if shaped else None
+        if hit is not None and hit[1] > now and hit[2] == self._generation:
+            return _unexpired(hit[0])
+        if client is not None and hit is None:
+            wait = self.failures.retry_after(client, now)
+            if wait:
+                raise TooManyRequests(
+                    f"too many requests with a token that is not valid from {client}; "
+                    f"retry in {wait}s", retry_after=wait)
+        if not shaped or self._known_bad(digest, now):
+            self._failed(client, now)
             return None
-        return principal
+        principal = self._load(digest)
+        with self._lock:
+            if principal is None:
+                self._cache.pop(digest, None)
+                self._negative[digest] = now + self.negative_ttl_s
+                self._negative.move_to_end(digest)
+                while len(self._negative) > self.negative_max_entries:
+                    self._negative.popitem(last=False)
+            else:
+                if digest not in self._cache and len(self._cache) >= self.max_entries:
+                    self._cache.clear()
+                self._cache[digest] = (principal, now + self.ttl_s, self._generation)
+        if principal is None:
+            self._failed(client, now)
+            return None
+        return _unexpired(principal)
+
+    def _known_bad(self, digest: str, now: float) -> bool:
+        with self._lock:
+            until = self._negative.get(digest)
+            if until is None:
+                return False
+            if until <= now:
+                del self._negative[digest]
+                return False
+            self._negative.move_to_end(digest)
+            return True
+
+    def _failed(self, client: str | None, now: float) -> None:
+        if client is not None:
+            self.failures.fail(client, now)
 
     def _load(self, digest: str) -> Principal | None:
         row = self.store.token_by_hash(digest)
@@ -145,9 +271,17 @@ class TokenVerifier:
     def verify(self, token: str | None) -> bool:
         return self.authenticate(token) is not None
 
-    def authorize_run(self, token: str | None, deployment: str) -> Refusal | bool:
-        """The gateway's check for ``/run/{deployment}/...``."""
-        principal = self.authenticate(token)
+    def authorize_run(self, token: str | None, deployment: str,
+                      client: str | None = None) -> Refusal | bool:
+        """The gateway's check for ``/run/{deployment}/...`` from address ``client``."""
+        try:
+            principal = self.authenticate(token, client)
+        except TooManyRequests as exc:
+            if self.is_public(deployment):
+                return True         # served as anonymous, and no store query was made
+            retry = int(exc.extra["retry_after"])
+            return Refusal(429, "Too many requests", exc.detail,
+                           ((b"retry-after", str(retry).encode()),))
         if principal is None:
             return bool(self.is_public(deployment))
         if principal.deployment is not None and principal.deployment != deployment:
@@ -163,3 +297,9 @@ class TokenVerifier:
                                f"{principal.rate_limit_rps:g} requests/s; retry in {retry}s",
                                ((b"retry-after", str(retry).encode()),))
         return True
+
+
+def _unexpired(principal: Principal) -> Principal | None:
+    if principal.expires_at is not None and principal.expires_at <= time.time():
+        return None
+    return principal

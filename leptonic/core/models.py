@@ -35,6 +35,32 @@ def check_name(value: str, kind: str = "name") -> str:
     return value
 
 
+# What one deployment may put in its replicas' environment (docs/SECURITY.md).
+MAX_ENV_VARS = 256
+MAX_SECRETS = 64
+MAX_ENV_BYTES = 256 * 1024     # UTF-8 bytes of env names + values + secret names
+
+
+def check_env_bounds(env: dict[str, str], secrets: list[str]) -> None:
+    """Raise InvalidInput naming the limit if ``env``/``secrets`` are too many or too big.
+
+    Checked when the API admits a spec (create, and the merged spec of an update), not by
+    a validator on DeploymentSpec: the store re-validates every stored spec on read, and a
+    spec stored before these bounds existed must stay readable."""
+    if len(env) > MAX_ENV_VARS:
+        raise InvalidInput(f"{len(env)} environment variables: a deployment may set at "
+                           f"most {MAX_ENV_VARS}")
+    if len(secrets) > MAX_SECRETS:
+        raise InvalidInput(f"{len(secrets)} secrets: a deployment may use at most "
+                           f"{MAX_SECRETS}")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in env.items()) \
+        + sum(len(s.encode()) for s in secrets)
+    if size > MAX_ENV_BYTES:
+        raise InvalidInput(f"environment variables and secret names take {size} bytes: a "
+                           f"deployment may use at most {MAX_ENV_BYTES} bytes "
+                           f"({MAX_ENV_BYTES // 1024} KiB) of names and values")
+
+
 class PhotonRef(BaseModel):
     """``NAME`` (latest), ``NAME@N`` / ``NAME@vN`` (version N) or ``builtin:NAME``."""
 

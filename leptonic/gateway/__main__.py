@@ -31,10 +31,10 @@ def parse_routes(specs: Sequence[str]) -> dict[str, list[Upstream]]:
     return dict(routes)
 
 
-def token_checker(token: str) -> Callable[[str | None, str], bool]:
+def token_checker(token: str) -> Callable[[str | None, str, str | None], bool]:
     expected = token.encode()
 
-    def authorize(given: str | None, deployment: str) -> bool:
+    def authorize(given: str | None, deployment: str, client: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), expected)
 
     return authorize

@@ -58,7 +58,9 @@ class Refusal:
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
-Authorize = Callable[[str | None, str], "Refusal | bool | None"]
+# authorize(token, deployment, client address or None) -> serve (True/None), 401 (False)
+# or another answer (Refusal)
+Authorize = Callable[[str | None, str, str | None], "Refusal | bool | None"]
 
 UNKNOWN_DEPLOYMENT = "(unknown)"   # metrics label for requests to no known deployment
 
@@ -152,11 +154,13 @@ def _bearer(value: bytes | None) -> str | None:
 class Gateway:
     """ASGI app for ``/run/{deployment}/{rest...}``; see the module docstring.
 
-    ``authorize(token, deployment)`` gets the bearer token (or ``None``) and the deployment
-    asked for, and answers True/None to serve the request, False for a 401, or a
-    ``Refusal`` for any other answer (403, 429 with Retry-After); with no callable every
-    request is served. With ``registry=None`` the metrics go
-    to a private registry, reachable as ``gateway.registry``. ``rng`` seeds replica choice.
+    ``authorize(token, deployment, client)`` gets the bearer token (or ``None``), the
+    deployment asked for and the client's address (``None`` if the server gives none), and
+    answers True/None to serve the request, False for a 401, or a ``Refusal`` for any other
+    answer (403, 429 with Retry-After); with no callable every request is served. Every
+    refusal is counted in ``leptonic_gateway_requests_total`` like any other answer.
+    With ``registry=None`` the metrics go to a private registry, reachable as
+    ``gateway.registry``. ``rng`` seeds replica choice.
     ``outstanding`` maps replica id to its in-flight requests (absent means 0).
     """
 
@@ -298,15 +302,19 @@ class Gateway:
             forwarded = _drop_connection_named(forwarded, connection_tokens)
 
         if self.authorize is not None:
-            verdict = self.authorize(_bearer(authorization), deployment)
+            client = scope.get("client")
+            verdict = self.authorize(_bearer(authorization), deployment,
+                                     client[0] if client else None)
             if isinstance(verdict, Refusal):
                 await _problem(send, verdict.status, verdict.title, verdict.detail,
                                extra_headers=list(verdict.headers))
+                self._count_refusal(deployment, verdict.status)
                 return
             if verdict is False:
                 await _problem(send, 401, "Unauthorized",
                                "this gateway needs a token: send 'Authorization: Bearer TOKEN'",
                                extra_headers=[(b"www-authenticate", b"Bearer")])
+                self._count_refusal(deployment, 401)
                 return
 
         # The body: refuse early on a declared length over the limit, count streamed bytes.
@@ -317,9 +325,11 @@ class Gateway:
                 declared = int(content_length)
             except ValueError:
                 await _problem(send, 400, "Bad request", "Content-Length is not a number")
+                self._count_refusal(deployment, 400)
                 return
             if declared > limit:
                 await _too_large(send, limit)
+                self._count_refusal(deployment, 413)
                 return
         if content_length is not None or chunked:
             parts: list[bytes] | None = None
@@ -333,6 +343,7 @@ class Gateway:
                     size += len(chunk)
                     if size > limit:
                         await _too_large(send, limit)
+                        self._count_refusal(deployment, 413)
                         return
                     if not body:
                         body = chunk
@@ -419,6 +430,13 @@ class Gateway:
                 self._waiting[deployment] = left_waiting
             else:
                 del self._waiting[deployment]
+
+    def _count_refusal(self, deployment: str, status: int) -> None:
+        """Count an answer given before the route was looked at. Labelled by the name
+        asked for only if it is a known deployment: clients must not mint series."""
+        if self.table.route(deployment) is None:
+            deployment = UNKNOWN_DEPLOYMENT
+        self.metrics.request(deployment, status)
 
     def _record(self, deployment: str, group: str, status: int, seconds: float | None) -> None:
         key = (deployment, group)

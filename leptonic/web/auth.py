@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from leptonic.auth.tokens import SESSION_TTL_S, Principal, create_token, hash_token
+from leptonic.errors import TooManyRequests
 
 COOKIE = "leptonic_session"
 
@@ -92,10 +94,36 @@ def session_principal(platform: Any, request: Request) -> Principal | None:
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    principal: Principal | None = platform.verifier.authenticate(token)
+    address = request.client.host if request.client else "unknown"
+    try:
+        principal: Principal | None = platform.verifier.authenticate(token, address)
+    except TooManyRequests:
+        return None         # an address sending bad tokens: not looked up, log in again
     if principal is None or principal.deployment is not None:
         return None
     return principal
+
+
+def cross_origin(request: Request) -> str | None:
+    """Why a state-changing form post is not from the dashboard's own pages, or None.
+
+    A browser sends ``Origin`` with every cross-origin POST (``Referer`` where an old one
+    does not); either must name this very host (scheme aside: a TLS-terminating proxy in
+    front makes the scheme differ). A request with neither is not from a browser form —
+    curl, scripts — and is let through as before: it carries no ambient cookie to abuse.
+    """
+    host = request.headers.get("host", "").lower()
+    origin = request.headers.get("origin")
+    source = origin if origin is not None else request.headers.get("referer")
+    if source is None:
+        return None
+    if source == "null":
+        return "the request comes from an opaque origin"
+    netloc = urlsplit(source).netloc.lower()
+    if not host or netloc != host:
+        what = "Origin" if origin is not None else "Referer"
+        return f"{what} {source!r} is not this dashboard ({host or 'no Host header'})"
+    return None
 
 
 def end_session(platform: Any, request: Request, response: Response) -> None:

@@ -25,6 +25,7 @@ from leptonic.observe.notify import redact
 from leptonic.web.auth import (
     LoginFailed,
     check_login,
+    cross_origin,
     end_session,
     session_principal,
     start_session,
@@ -129,6 +130,11 @@ def login_page(request: Request, next: str | None = None) -> Response:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     platform = _platform(request)
+    refused = cross_origin(request)       # login CSRF: no logging a victim in as someone
+    if refused is not None:
+        return _page(request, "login.html", status=403, next="/",
+                     error=f"cross-origin login refused: {refused}; log in from this "
+                           "dashboard's own login page")
     form = {k: str(v) for k, v in (await request.form()).items()}
     address = request.client.host if request.client else "unknown"
     nxt = _safe_next(form.get("next"))
@@ -145,6 +151,10 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    refused = cross_origin(request)
+    if refused is not None:
+        return _page(request, "error.html", status=403, principal=None,
+                     title="Forbidden", detail=f"cross-origin logout refused: {refused}")
     response = RedirectResponse("/login", status_code=303)
     end_session(_platform(request), request, response)
     return _secure(response)

@@ -32,7 +32,7 @@ def as_token(client: TestClient, token: str | None) -> dict[str, str]:
 
 def api_routes(platform: Platform) -> list[tuple[str, str]]:
     """Every (method, path template) the API serves, from its own OpenAPI document."""
-    app = platform.api.app.app          # BodyLimit -> AuditLog -> FastAPI
+    app = platform.api.app.app          # AuditLog -> BodyLimit -> FastAPI
     return [(method.upper(), path) for path, ops in app.openapi()["paths"].items()
             if path.startswith("/api/v1") for method in ops]
 

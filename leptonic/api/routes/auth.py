@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from leptonic.api.deps import bearer, get_platform, principal_of
+from leptonic.api.deps import bearer, client_address, get_platform, principal_of
 from leptonic.auth.passwords import hash_password, verify_password
 from leptonic.auth.roles import Role
 from leptonic.auth.tokens import SESSION_TTL_S, Principal, create_token, hash_token
@@ -103,16 +103,12 @@ def _token_info(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in TokenInfo.model_fields}
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 # -- sessions -----------------------------------------------------------------------------
 @router.post("/auth/login", response_model=Session)
 def login(body: Login, request: Request, platform: Any = Depends(get_platform)) -> Session:
     """Trade a username and password for a session token (12 h)."""
     now = time.monotonic()
-    ip = _client_ip(request)
+    ip = client_address(request)
     limits = platform.login_limits
     wait = max(limits["user"].retry_after(body.username, now),
                limits["address"].retry_after(ip, now))
@@ -127,9 +123,14 @@ def login(body: Login, request: Request, platform: Any = Depends(get_platform)) 
         raise_unauthorized("wrong username or password")
     assert user is not None
     expires = time.time() + SESSION_TTL_S
-    token, _ = create_token(platform.store, f"session:{user['username']}", user["role"],
-                            kind="session", user_id=user["id"], expires_at=expires,
-                            created_by=f"user:{user['username']}")
+    token, row = create_token(platform.store, f"session:{user['username']}", user["role"],
+                              kind="session", user_id=user["id"], expires_at=expires,
+                              created_by=f"user:{user['username']}")
+    # the audit log records the call under whoever the route found (a public route has
+    # no principal until now): the user who just logged in
+    request.state.principal = Principal(token_id=row["id"], name=row["name"],
+                                        role=Role(user["role"]), kind="session",
+                                        username=user["username"], expires_at=expires)
     platform.store.update_user(user["username"], last_login_at=time.time())
     return Session(token=token, expires_at=expires, username=user["username"],
                    role=Role(user["role"]))

@@ -22,6 +22,7 @@ from leptonic.core.models import (
     ProbeSpec,
     Replica,
     StrategySpec,
+    check_env_bounds,
     check_name,
 )
 from leptonic.errors import Conflict, InvalidInput, NotFound
@@ -137,6 +138,7 @@ def resolve_photon(platform: Any, text: str) -> tuple[str, int]:
 def create_deployment(body: DeploymentCreate,
                       platform: Any = Depends(get_platform)) -> Deployment:
     check_name(body.name, "deployment name")
+    check_env_bounds(body.env, body.secrets)
     photon, version = resolve_photon(platform, body.photon)
     extra: dict[str, Any] = {k: v for k, v in (
         ("strategy", body.strategy), ("autoscaling", body.autoscaling),
@@ -197,6 +199,8 @@ def update_deployment(name: str, body: DeploymentPatch,
                        "replicas): change its bounds (--min-replicas/--max-replicas) or turn "
                        "autoscaling off (--no-autoscaling) to set a replica count")
     spec = current.spec.model_copy(update=changes)
+    if "env" in changes or "secrets" in changes:    # a spec from before the bounds stays
+        check_env_bounds(spec.env, spec.secrets)
     d: Deployment = platform.store.update_deployment_spec(name, spec)
     if d.generation != current.generation:
         what = ", ".join(_short(k, v) for k, v in changes.items() if k != "env")

@@ -111,9 +111,11 @@ async def test_head_request_has_no_body(upstreams: Replicas) -> None:
 
 async def test_token_is_required_when_authorize_is_set(upstreams: Replicas) -> None:
     seen: list[str | None] = []
+    clients: set[str | None] = set()
 
-    def authorize(token: str | None, deployment: str) -> bool:
+    def authorize(token: str | None, deployment: str, client: str | None) -> bool:
         seen.append(token)
+        clients.add(client)
         return token == "secret"
 
     async with gateway_client(table_of(upstreams), authorize=authorize) as (client, _):
@@ -129,6 +131,7 @@ async def test_token_is_required_when_authorize_is_set(upstreams: Replicas) -> N
     assert good.status_code == 200
     assert "authorization" not in headers_of(good.json())
     assert seen == [None, "nope", None, "secret"]
+    assert clients == {"127.0.0.1"}      # the caller's address, for per-address limits
 
 
 async def test_unknown_deployment_is_404_naming_it(upstreams: Replicas) -> None:
