@@ -3,13 +3,14 @@ calling (bearer token) and whether their role may call this route (``auth.roles`
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from leptonic.auth.roles import Role, required_role
-from leptonic.auth.tokens import Principal
+from leptonic.auth.tokens import THROTTLE_DELAY_S, Principal
 from leptonic.errors import Forbidden, TooManyRequests, Unauthorized
 
 
@@ -68,6 +69,8 @@ async def require_token(request: Request) -> Principal | None:
         refusals = getattr(request.app.state, "auth_refusals", None)
         if refusals is not None:
             refusals.labels(str(exc.status)).inc()
+        if isinstance(exc, TooManyRequests):        # the address is over FAILURE_LIMIT
+            await asyncio.sleep(THROTTLE_DELAY_S)
         raise
 
 

@@ -42,6 +42,10 @@ SESSION_TTL_S = 12 * 3600
 # valid get 429 without a store query; known-valid tokens keep being served.
 FAILURE_LIMIT = 20
 FAILURE_WINDOW_S = 10.0
+# ... and those 429s are held this long before they are sent, so that a client that waits
+# for each answer (every brute-force tool) sends a few requests a second per connection
+# rather than as many as the server can refuse (pam_faildelay's idea).
+THROTTLE_DELAY_S = 0.1
 # Hashes known not to be a valid token: at most NEGATIVE_MAX_ENTRIES (least recently
 # seen dropped first), each for NEGATIVE_TTL_S, so a token created by another control
 # plane works here within that long (at once in the process that created it).
@@ -288,7 +292,7 @@ class TokenVerifier:
                 return True         # served as anonymous, and no store query was made
             retry = int(exc.extra["retry_after"])
             return Refusal(429, "Too many requests", exc.detail,
-                           ((b"retry-after", str(retry).encode()),))
+                           ((b"retry-after", str(retry).encode()),), THROTTLE_DELAY_S)
         if principal is None:
             return bool(self.is_public(deployment))
         if principal.deployment is not None and principal.deployment != deployment:

@@ -56,6 +56,7 @@ class Refusal:
     title: str
     detail: str
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    delay_s: float = 0.0    # hold the answer this long (a throttled client waits for it)
 
 
 # authorize(token, deployment, client address or None) -> serve (True/None), 401 (False)
@@ -306,6 +307,8 @@ class Gateway:
             verdict = self.authorize(_bearer(authorization), deployment,
                                      client[0] if client else None)
             if isinstance(verdict, Refusal):
+                if verdict.delay_s > 0:
+                    await asyncio.sleep(verdict.delay_s)
                 await _problem(send, verdict.status, verdict.title, verdict.detail,
                                extra_headers=list(verdict.headers))
                 self._count_refusal(deployment, verdict.status)

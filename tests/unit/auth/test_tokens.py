@@ -67,12 +67,14 @@ def store() -> CountingStore:
 
 def test_new_tokens_carry_a_checksum_and_old_ones_keep_their_shape() -> None:
     token = new_token()
-    assert len(token) == TOKEN_LENGTH and token.startswith("lep_")
+    assert len(token) == TOKEN_LENGTH
+    assert token.startswith("lep_")
     assert could_exist(token)
     assert not could_exist(bad_checksum())
     flipped = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
     assert not could_exist(flipped)                   # the random part is checked too
-    assert could_exist(old_format()) and len(old_format()) == OLD_TOKEN_LENGTH
+    assert could_exist(old_format())
+    assert len(old_format()) == OLD_TOKEN_LENGTH
     for junk in ("lep_wrong", "lep_" + "x" * 60, "ghp_" + token[4:], old_format()[:-1],
                  "lep_" + "!" * 43, ""):
         assert not could_exist(junk), junk
@@ -92,7 +94,8 @@ def test_tokens_of_both_formats_authenticate(store: CountingStore) -> None:
     store.insert_token(name="old", token_hash=hash_token(old), role="admin")
     assert verifier.authenticate(new) is not None
     principal = verifier.authenticate(old)
-    assert principal is not None and principal.name == "old"
+    assert principal is not None
+    assert principal.name == "old"
 
 
 def test_unknown_hashes_are_cached_bounded_and_briefly(store: CountingStore) -> None:
@@ -164,8 +167,10 @@ def test_gateway_check_answers_429_with_retry_after_except_on_public_deployments
         assert verifier.authorize_run(old_format(), "closed", ATTACKER) is False
     queries = store.queries
     refused = verifier.authorize_run(old_format(), "closed", ATTACKER)
-    assert isinstance(refused, Refusal) and refused.status == 429
+    assert isinstance(refused, Refusal)
+    assert refused.status == 429
     assert int(dict(refused.headers)[b"retry-after"]) >= 1
+    assert refused.delay_s == tokens.THROTTLE_DELAY_S > 0     # held: brute force slows down
     assert verifier.authorize_run(old_format(), "open", ATTACKER) is True   # anonymous
     assert verifier.authorize_run(valid, "closed", ATTACKER) is True
     assert store.queries == queries

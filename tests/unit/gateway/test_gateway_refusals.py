@@ -3,6 +3,8 @@ a refusal for a deployment that has no route does not mint a series of its name.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from leptonic.gateway import Gateway, RouteTable, Upstream
@@ -15,7 +17,8 @@ def authorize(token: str | None, deployment: str, client: str | None) -> Refusal
     if token == "scoped":
         return Refusal(403, "Forbidden", "this token may only call deployment 'other'")
     if token == "flood":
-        return Refusal(429, "Too many requests", "slow down", ((b"retry-after", b"3"),))
+        return Refusal(429, "Too many requests", "slow down", ((b"retry-after", b"3"),),
+                       delay_s=0.05)
     return token == "good"
 
 
@@ -32,8 +35,10 @@ async def test_401_403_429_and_413_are_counted_by_deployment() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         missing = await client.post("/run/echo/x")
         scoped = await client.post("/run/echo/x", headers={"authorization": "Bearer scoped"})
+        started = time.monotonic()
         flood = [await client.post("/run/echo/x", headers={"authorization": "Bearer flood"})
                  for _ in range(3)]
+        held = time.monotonic() - started
         big = await client.post("/run/echo/x", headers={"authorization": "Bearer good"},
                                 content=b"x" * 11)
         for n in range(5):      # names nobody deployed, refused before the route lookup
@@ -42,6 +47,7 @@ async def test_401_403_429_and_413_are_counted_by_deployment() -> None:
     assert scoped.status_code == 403
     assert {r.status_code for r in flood} == {429}
     assert flood[0].headers["retry-after"] == "3"
+    assert held >= 3 * 0.05                          # each answer held for its delay
     assert flood[0].headers["content-type"] == "application/problem+json"
     assert big.status_code == 413
     assert count(gateway, "echo", 401) == 1
