@@ -7,6 +7,7 @@ runtime agree on where things live.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024        # requests through API and gateway
 DEFAULT_MAX_BUNDLE_BYTES = 100 * 1024 * 1024     # photon bundle uploads
+INSPECT_TIMEOUT_S = 60.0       # importing an uploaded photon at create time
 
 
 def default_data_dir() -> Path:
@@ -55,10 +57,26 @@ class DataDir:
         return self.root / "leptonic.pid"
 
     def ensure(self) -> DataDir:
+        """Create the layout; the data dir is the platform's alone: folders 0700 and
+        files 0600 (also those an older version left readable)."""
         for path in (self.root, self.artifacts, self.logs):
             path.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+            os.chmod(path, 0o700)
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for name in dirnames:
+                _tighten(os.path.join(dirpath, name), 0o700)
+            for name in filenames:
+                _tighten(os.path.join(dirpath, name), 0o600)
         return self
+
+
+def _tighten(path: str, mode: int) -> None:
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & ~mode:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+    except OSError:
+        pass
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,10 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     runtime: str = "local"
+    # how user code is isolated (see runtime/isolation.py)
+    isolation: str = "auto"
+    run_as: str | None = None           # one user for all user code (root only)
+    work_dir: Path | None = None        # replicas' work dirs (default: outside the data dir)
     # leadership among control planes sharing one database (see controller/leader.py)
     lease_s: float = field(default_factory=lambda: float(
         os.environ.get("LEPTONIC_LEASE_SECONDS", "10")))

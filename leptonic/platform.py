@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from prometheus_client import CollectorRegistry
@@ -25,10 +26,14 @@ from leptonic.controller.leader import Leadership, holder_id
 from leptonic.controller.loop import Controller, Routes
 from leptonic.controller.probes import HttpProber, Prober
 from leptonic.core.models import Node
+from leptonic.errors import LeptonicError
 from leptonic.gateway.proxy import Gateway
 from leptonic.gateway.routes import RouteTable
 from leptonic.runtime.base import Backend
 from leptonic.runtime.local import LocalBackend
+
+if TYPE_CHECKING:
+    from leptonic.runtime.isolation import Isolation
 
 log = logging.getLogger("leptonic")
 
@@ -59,7 +64,8 @@ class Platform:
         self.gateway = Gateway(self.routes, authorize=self.verifier.authorize_run,
                                max_body_bytes=settings.max_body_bytes, registry=self.registry,
                                on_hold=lambda _: self.controller.wake())
-        self.backend: Backend = backend or LocalBackend(self.layout, host="127.0.0.1")
+        self.backend: Backend = backend or LocalBackend(self.layout, host="127.0.0.1",
+                                                        isolation=lambda: self.isolation)
         self.prober: Prober = prober or HttpProber()
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
                                      prober=self.prober, artifacts=self.artifacts,
@@ -78,6 +84,16 @@ class Platform:
         self.api = create_app(self)
 
     # -- wiring -----------------------------------------------------------------------
+    @functools.cached_property
+    def isolation(self) -> Isolation:
+        """How user code runs (decided on first use: it may create the run user)."""
+        from leptonic.runtime.isolation import UID_RANGE, Isolation
+
+        s = self.settings
+        return Isolation(self.layout.root, mode=s.isolation, work_root=s.work_dir,
+                         run_as=s.run_as,
+                         allocate_uid=lambda owner: self.store.run_uid(owner, *UID_RANGE))
+
     def is_public(self, deployment: str) -> bool:
         """Is ``deployment`` served without a token? (refreshed at most once a second)"""
         at, names = self._public
@@ -220,8 +236,17 @@ def run_platform(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "alembic"):     # a line per probe is not news
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.umask(0o077)         # whatever the platform writes is its own
     platform = Platform(settings)
     layout = platform.layout
+    try:
+        isolation = platform.isolation
+    except LeptonicError as exc:
+        log.error("%s", exc.detail)
+        raise SystemExit(1) from exc
+    if isolation.warning:
+        log.warning("%s", isolation.warning)
+    log.info("%s", isolation.describe())
     token = ensure_admin_token(platform.store, layout)
     if token:
         log.info("created the admin token; it is in %s (mode 0600)", layout.admin_token)

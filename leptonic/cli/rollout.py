@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import time
 import typing
 from collections.abc import Callable
@@ -46,9 +47,23 @@ def _rate(value: float) -> float:
     return value / 100.0 if value > 1 else value        # 99 and 0.99 both mean 99%
 
 
-def _opt(kind: Any, flag: str, help_: str) -> Any:
+def _opt(kind: Any, flag: str, help_: str, panel: str = "Rollout, scaling, probes") -> Any:
     return Annotated[kind | None, typer.Option(flag, help=help_, show_default=False,
-                                               rich_help_panel="Rollout, scaling, probes")]
+                                               rich_help_panel=panel)]
+
+
+_LIMITS = "Limits and timeouts"
+_UNITS = {"": 1, "mi": 1, "m": 1, "gi": 1024, "g": 1024, "ti": 1024 * 1024, "t": 1024 * 1024}
+
+
+def memory_mb(text: str) -> int:
+    """``512Mi``, ``2Gi``, ``1.5G`` or plain MiB -> MiB."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = m[2].lower() if m else ""
+    if m is None or unit not in _UNITS:
+        raise typer.BadParameter(f"{text!r} is not a memory size; use e.g. 512Mi, 2Gi or a "
+                                 "number of MiB", param_hint="'--memory-limit'")
+    return max(1, round(float(m[1]) * _UNITS[unit]))
 
 
 #: parameter name -> (annotation, where it goes in the spec, converter)
@@ -112,6 +127,25 @@ SPEC_OPTIONS: dict[str, tuple[Any, tuple[str, ...], Callable[[Any], Any] | None]
                           ("probes", "liveness_failures"), None),
     "drain_timeout": (_opt(float, "--drain-timeout", "Seconds a stopping replica may finish "
                            "its requests (default 30)."), ("drain_timeout_s",), None),
+    "memory_limit": (_opt(str, "--memory-limit", "Memory per replica (512Mi, 2Gi); past it "
+                          "the replica is killed as OOMKilled (default 4Gi).", _LIMITS),
+                     ("limits", "memory_mb"), memory_mb),
+    "cpu_limit": (_opt(float, "--cpu-limit", "Cores per replica, where cgroup v2 can enforce "
+                       "it (default: none).", _LIMITS), ("limits", "cpu"), None),
+    "open_files": (_opt(int, "--open-files", "Open files per replica (default 4096).",
+                        _LIMITS), ("limits", "open_files"), None),
+    "max_processes": (_opt(int, "--max-processes", "Processes and threads of a deployment's "
+                           "user (default 1024).", _LIMITS), ("limits", "processes"), None),
+    "handler_timeout": (_opt(float, "--handler-timeout", "Seconds a handler call may take "
+                             "before the caller gets 504 (default 60; a handler's own "
+                             "timeout= wins).", _LIMITS), ("handler_timeout_s",), None),
+    "max_concurrency": (_opt(int, "--max-concurrency", "Requests in progress per replica; "
+                             "as many more wait briefly, then 503 (default 64).", _LIMITS),
+                        ("max_concurrency",), None),
+    "debug_errors": (Annotated[bool | None, typer.Option(
+        "--debug-errors/--no-debug-errors", show_default=False, rich_help_panel=_LIMITS,
+        help="Send a handler's exception message to its caller (default: only its type "
+             "and a request id).")], ("debug_errors",), None),
 }
 
 

@@ -20,10 +20,24 @@ def up(
         "--database-url", envvar="LEPTONIC_DATABASE_URL",
         help="postgresql://USER:PASS@HOST/DB to share state between control planes "
              "(default: SQLite in the data dir).", show_default=False)] = None,
+    isolation: Annotated[str, typer.Option(
+        "--isolation", help="How photons' code is kept from the platform: auto (own uid per "
+        "deployment as root, bubblewrap sandbox where installed) or none.")] = "auto",
+    run_as: Annotated[str | None, typer.Option(
+        "--run-as", help="As root: run all photons' code as this user instead of a uid per "
+        "deployment.", show_default=False)] = None,
+    work_dir: Annotated[Path | None, typer.Option(
+        "--work-dir", help="Where replicas get their work dirs (outside the data dir; "
+        "default /var/lib/leptonic/work as root, else ~/.cache/leptonic/work).",
+        show_default=False)] = None,
 ) -> None:
     """Start the platform (API, gateway, controller, local runtime); blocks until Ctrl-C."""
     from leptonic.platform import run_platform
 
+    if isolation not in ("auto", "none"):
+        raise typer.BadParameter(f"{isolation!r}: use auto or none", param_hint="'--isolation'")
     settings = Settings(data_dir=(data_dir or default_data_dir()).expanduser().resolve(),
-                        host=host, port=port, database_url=database_url)
+                        host=host, port=port, database_url=database_url, isolation=isolation,
+                        run_as=run_as,
+                        work_dir=work_dir.expanduser().resolve() if work_dir else None)
     run_platform(settings)

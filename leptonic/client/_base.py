@@ -22,7 +22,13 @@ import httpx
 import pathspec
 from pydantic import BaseModel, TypeAdapter
 
-from leptonic.config import DEFAULT_HOST, DEFAULT_PORT, DataDir, default_data_dir
+from leptonic.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    INSPECT_TIMEOUT_S,
+    DataDir,
+    default_data_dir,
+)
 from leptonic.core.models import (
     Deployment,
     DeploymentPhase,
@@ -571,11 +577,19 @@ class Call:
     json: Any = None
     data: dict[str, Any] | None = None
     files: dict[str, Any] | None = None
+    # at least this long to wait for the answer, whatever the client's own timeout: for
+    # calls the server itself may take long over (inspecting a photon)
+    min_timeout_s: float | None = None
 
     def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         params = {k: v for k, v in (self.params or {}).items() if v is not None}
+        extra: dict[str, Any] = {}
+        if self.min_timeout_s is not None:
+            current = http.timeout.read
+            if current is not None and current < self.min_timeout_s:
+                extra["timeout"] = httpx.Timeout(self.min_timeout_s)
         return http.build_request(self.method, API_PREFIX + self.path, params=params or None,
-                                  json=self.json, data=self.data, files=self.files)
+                                  json=self.json, data=self.data, files=self.files, **extra)
 
 
 def _seg(name: str) -> str:
@@ -622,7 +636,9 @@ class _API:
         bundle = make_bundle(path, include)
         return self._run(Call("POST", "/photons", _model(PhotonVersion),
                               data={"name": name, "entry": entry},
-                              files={"file": ("bundle.tar.gz", bundle, "application/gzip")}))
+                              files={"file": ("bundle.tar.gz", bundle, "application/gzip")},
+                              # the server inspects for up to INSPECT_TIMEOUT_S, plus upload
+                              min_timeout_s=INSPECT_TIMEOUT_S + 30))
 
     def list_photons(self) -> Any:
         """The latest version of every photon -> ``list[PhotonVersion]``."""

@@ -319,8 +319,14 @@ class DeploymentReconciler:
                                    "secrets key")
             ciphertext = await self.ctx.db(self.ctx.store.secret_ciphertext, secret)
             env[secret] = self.ctx.secrets.decrypt(ciphertext)
+        limits = spec.limits
         return ReplicaLaunch(replica_id=replica_id, deployment=name, entry=entry,
-                             bundle_dir=bundle, env=env)
+                             bundle_dir=bundle, env=env, memory_mb=limits.memory_mb,
+                             cpu=limits.cpu, open_files=limits.open_files,
+                             processes=limits.processes,
+                             handler_timeout_s=spec.handler_timeout_s,
+                             max_concurrency=spec.max_concurrency,
+                             debug_errors=spec.debug_errors)
 
     async def _run(self, name: str, template: Template, replica: Replica) -> Replica:
         """Persist the replica as starting, then start its process, then record where."""

@@ -100,12 +100,15 @@ class Controller:
         """After a (re)start: adopt replicas that still run, forget those that do not."""
         ctx = self.ctx
         replicas: list[Replica] = await ctx.db(ctx.store.list_replicas)
+        limits = {d.name: d.spec.limits.memory_mb
+                  for d in await ctx.db(ctx.store.list_deployments)}
         adopted = lost = 0
         for r in replicas:
             alive = False
             if r.state in (ReplicaState.STARTING, ReplicaState.READY) and r.pid and r.url:
                 alive = await ctx.backend.adopt(ReplicaHandle(
-                    r.id, r.node, r.url, pid=r.pid, port=r.port, log_path=r.log_path))
+                    r.id, r.node, r.url, pid=r.pid, port=r.port, log_path=r.log_path,
+                    memory_mb=limits.get(r.deployment)))
             if alive:
                 adopted += 1
                 continue

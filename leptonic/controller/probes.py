@@ -42,7 +42,13 @@ class HttpProber:
                                           timeout=timeout_s or self.timeout_s)
         except httpx.HTTPError:
             return ProbeResult.NO_ANSWER
-        return ProbeResult.READY if resp.status_code == 200 else ProbeResult.NOT_READY
+        if resp.status_code == 200:
+            return ProbeResult.READY
+        if resp.headers.get("x-leptonic-stuck"):
+            # alive but every worker hung past twice its timeout: as good as no answer,
+            # so the liveness count replaces it
+            return ProbeResult.NO_ANSWER
+        return ProbeResult.NOT_READY
 
     async def ready(self, url: str) -> bool:
         return await self.probe(url) is ProbeResult.READY

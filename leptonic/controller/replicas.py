@@ -93,6 +93,9 @@ class ReplicaObserver:
         now = ctx.clock()
         proc = await ctx.backend.poll(r.id)
         if not proc.alive:
+            if proc.reason:
+                return await self._failed(r, proc.exit_code, proc.message or "was killed",
+                                          now, reason=proc.reason)
             return await self._failed(r, proc.exit_code, "exited", now)
         result = self._result(r)
         if r.state is ReplicaState.STARTING:
@@ -122,7 +125,8 @@ class ReplicaObserver:
                 await ctx.backend.stop(r.id, grace_s=0.0)   # it would not hear a SIGTERM
                 return await self._failed(
                     r, None, f"failed {unanswered} liveness probes in a row (no answer "
-                             f"within {spec.timeout_s:g}s): hung, killed", now)
+                             f"within {spec.timeout_s:g}s): hung, killed", now,
+                    reason="Hung")
         else:
             self._unanswered.pop(r.id, None)
         if fails == spec.readiness_failures:
@@ -131,11 +135,14 @@ class ReplicaObserver:
                             "traffic until it answers", kind="Warning")
         return r.model_copy(update={"probe_failures": fails})
 
-    async def _failed(self, r: Replica, exit_code: int | None, why: str, now: float) -> Replica:
+    async def _failed(self, r: Replica, exit_code: int | None, why: str, now: float,
+                      reason: str | None = None) -> Replica:
         ctx = self.ctx
         tail = ctx.backend.log_tail(r.id, 20)
         error = "\n".join(tail[-10:]) or None
-        new = replica_exited(r, exit_code, error, now, ctx.restart).model_copy(
+        if reason:      # the platform's own finding first: the log may not say it
+            error = f"{reason}: replica {r.id} {why}" + (f"\n{error}" if error else "")
+        new = replica_exited(r, exit_code, error, now, ctx.restart, reason).model_copy(
             update={"probe_failures": 0})
         delay = (new.next_restart_at or now) - now
         last = tail[-1].strip() if tail else ""

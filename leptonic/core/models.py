@@ -21,6 +21,9 @@ NAME_RULE = (
 )
 _NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 MAX_REPLICAS = 64
+DEFAULT_MEMORY_LIMIT_MB = 4096
+DEFAULT_HANDLER_TIMEOUT_S = 60.0
+DEFAULT_MAX_CONCURRENCY = 64
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -196,6 +199,17 @@ class AutoscalingSpec(BaseModel):
         return self
 
 
+class LimitsSpec(BaseModel):
+    """What one replica may use. Memory is enforced by the runtime (killed past it, status
+    ``OOMKilled``); open files and processes by rlimits; CPU by cgroup v2 where the
+    platform may write it (reported when it cannot)."""
+
+    memory_mb: int | None = Field(default=DEFAULT_MEMORY_LIMIT_MB, ge=16)   # None: no limit
+    cpu: float | None = Field(default=None, gt=0, le=1024)                  # cores
+    open_files: int = Field(default=4096, ge=64, le=1_048_576)
+    processes: int = Field(default=1024, ge=16, le=1_048_576)               # and threads
+
+
 class ProbeSpec(BaseModel):
     """Readiness/liveness probes of each replica (``GET /readyz``); Kubernetes probes every
     10 s and replaces a container after 3 failures, these defaults are ten times tighter."""
@@ -222,6 +236,12 @@ class DeploymentSpec(BaseModel):
     autoscaling: AutoscalingSpec | None = None     # None: exactly ``replicas`` replicas
     probes: ProbeSpec = Field(default_factory=ProbeSpec)
     drain_timeout_s: float = Field(default=30.0, ge=0)  # in-flight requests finish
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    # a handler call past this answers 504 (a handler's own ``timeout=`` wins)
+    handler_timeout_s: float = Field(default=DEFAULT_HANDLER_TIMEOUT_S, gt=0, le=86_400)
+    # requests in progress per replica; as many again wait briefly, then 503
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=10_000)
+    debug_errors: bool = False       # a handler's exception message goes to its caller
 
 
 class AutoscaleState(BaseModel):
@@ -271,6 +291,7 @@ class Replica(BaseModel):
     restarts: int = 0               # times this replica slot was restarted
     failures: int = 0               # consecutive failures (reset once stable)
     exit_code: int | None = None
+    reason: str | None = None        # why the process last ended: OOMKilled, Error, Hung
     last_error: str | None = None
     created_at: float = 0.0
     started_at: float | None = None

@@ -41,11 +41,17 @@ class RestartPolicy:
         return float(min(self.max_s, self.base_s * self.factor ** (failures - 1)))
 
 
+_RUNTIME_FIELDS = {"limits", "handler_timeout_s", "max_concurrency", "debug_errors"}
+
+
 def template_hash(spec: DeploymentSpec) -> str:
     """What makes two replicas interchangeable: the photon version and the environment."""
     parts: list[object] = [spec.photon, spec.photon_version, sorted(spec.env.items())]
     if spec.secrets:            # only when set, so older deployments keep their hash
         parts.append(sorted(spec.secrets))
+    runtime = spec.model_dump(include=_RUNTIME_FIELDS, exclude_defaults=True)
+    if runtime:                 # limits, timeouts: the replicas must be started anew
+        parts.append(runtime)
     raw = json.dumps(parts)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -59,13 +65,15 @@ def replica_ready(replica: Replica, now: float) -> Replica:
 
 
 def replica_exited(replica: Replica, exit_code: int | None, error_tail: str | None,
-                   now: float, policy: RestartPolicy) -> Replica:
-    """The replica's process is gone (or was killed for failing probes)."""
+                   now: float, policy: RestartPolicy, reason: str | None = None) -> Replica:
+    """The replica's process is gone (or was killed for failing probes). ``reason`` says
+    why when the platform knows (``OOMKilled``, ``Hung``); else ``Error``."""
     failures = replica.failures + 1
     return replica.model_copy(update={
         "state": ReplicaState.FAILED,
         "failures": failures,
         "exit_code": exit_code,
+        "reason": reason or "Error",
         "last_error": error_tail,
         "pid": None,
         "url": None,
@@ -110,8 +118,9 @@ def deployment_status(deployment: Deployment, replicas: list[Replica], now: floa
         worst = max(looping, key=lambda r: r.failures)
         phase = DeploymentPhase.CRASH_LOOP
         wait = max(0.0, (worst.next_restart_at or now) - now)
+        why = (f"{worst.reason}, " if worst.reason and worst.reason != "Error" else "")
         message = (f"replica {worst.id} failed {worst.failures} times in a row "
-                   f"(exit code {worst.exit_code}); next restart in {wait:.0f}s")
+                   f"({why}exit code {worst.exit_code}); next restart in {wait:.0f}s")
         last_error = worst.last_error
     elif desired == 0 and not active:
         phase, message = DeploymentPhase.STOPPED, "scaled to zero replicas"

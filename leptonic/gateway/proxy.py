@@ -467,6 +467,7 @@ class Gateway:
         tried: set[str] | None = None
         attempt = 0
         last_error: UpstreamError | None = None
+        last_saturated = False
         group = ""
         in_flight.inc()
         try:
@@ -528,6 +529,18 @@ class Gateway:
                             ejected[rid] = time.monotonic() + EJECT_SECONDS
                         continue
                     elapsed = time.perf_counter() - started
+                    if resp.status == 503 and attempt < self.retries and len(ids) > 1 \
+                            and _saturated(resp.headers):
+                        # the replica is full and said so before doing any work: another
+                        # replica may have room (its answer stays the last resort)
+                        resp.release()
+                        attempt += 1
+                        metrics.retries.labels(deployment).inc()
+                        if tried is None:
+                            tried = set()
+                        tried.add(rid)
+                        last_saturated = True
+                        continue
                     latency.observe(elapsed)
                     self._record(deployment, group, resp.status, elapsed)
                     await self._relay(deployment, upstream, resp, receive, send)
@@ -541,6 +554,14 @@ class Gateway:
         finally:
             in_flight.dec()
 
+        if last_saturated and last_error is None:
+            await _problem(send, 503, "Service unavailable",
+                           f"every replica of deployment {deployment!r} tried is at its "
+                           "concurrency limit; retry later, or add replicas",
+                           deployment=deployment, extra_headers=[(b"retry-after", b"1")])
+            self._record(deployment, group, 503, None)
+            metrics.request(deployment, 503)
+            return
         self._record(deployment, group, 502, None)
         if isinstance(last_error, UpstreamTimeout):
             await _problem(send, 504, "Gateway timeout",
@@ -606,6 +627,10 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None
             if task is not None:
                 task.cancel()
             return
+
+
+def _saturated(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"x-leptonic-saturated" for name, _ in headers)
 
 
 def _drop_connection_named(forwarded: bytearray, tokens: bytes) -> bytearray:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from leptonic.errors import InvalidInput, LeptonicError, TooManyRequests
+from leptonic.photon.workers import HandlerTimeout
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class Batcher:
 
     def __init__(self, fn: BatchFn, max_batch_size: int, max_wait_s: float, name: str,
                  *, executor: Executor | None = None, max_queue: int | None = None,
-                 observer: BatchObserver | None = None, adaptive: bool = False) -> None:
+                 observer: BatchObserver | None = None, adaptive: bool = False,
+                 timeout_s: float | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, not {max_batch_size}")
         if max_wait_s < 0:
@@ -144,6 +146,7 @@ class Batcher:
         if max_queue is not None and max_queue < 1:
             raise ValueError(f"max_queue must be >= 1 (or None for no bound), not {max_queue}")
         self.fn = fn
+        self.timeout_s = timeout_s      # one batch's run; past it its callers get 504
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -255,10 +258,18 @@ class Batcher:
         started = time.perf_counter()
         try:
             if self._is_async:
-                outputs = await self.fn(items)  # type: ignore[misc]
+                try:
+                    outputs = await asyncio.wait_for(self.fn(items),  # type: ignore[arg-type]
+                                                     self.timeout_s)
+                except TimeoutError:
+                    raise HandlerTimeout(self.timeout_s or 0) from None
             else:
-                loop = asyncio.get_running_loop()
-                outputs = await loop.run_in_executor(self._executor, self.fn, items)
+                run = getattr(self._executor, "run", None)
+                if run is not None:     # a WorkerPool: writes a timed-out thread off
+                    outputs = await run(self.fn, self.timeout_s, items)
+                else:
+                    loop = asyncio.get_running_loop()
+                    outputs = await loop.run_in_executor(self._executor, self.fn, items)
                 if inspect.isawaitable(outputs):
                     outputs = await outputs
         except asyncio.CancelledError:

@@ -54,6 +54,7 @@ class HandlerSpec:
     adaptive_wait: bool
     is_async: bool
     fn: Callable[..., Any]
+    timeout_s: float | None = None      # None: the deployment's --handler-timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +81,14 @@ def handler(fn: F, /) -> F: ...
 def handler(
     fn: None = None, /, *, path: str | None = None, batch: int | None = None,
     max_wait_ms: float = 10, max_queue: int | None = None, adaptive_wait: bool = False,
-    stream: bool | None = None,
+    stream: bool | None = None, timeout: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
 def handler(
     fn: Callable[..., Any] | None = None, /, *, path: str | None = None,
     batch: int | None = None, max_wait_ms: float = 10, max_queue: int | None = None,
-    adaptive_wait: bool = False, stream: bool | None = None,
+    adaptive_wait: bool = False, stream: bool | None = None, timeout: float | None = None,
 ) -> Any:
     """Expose a photon method as ``POST /{path}`` (default: the method's name).
 
@@ -96,7 +97,9 @@ def handler(
     most ``max_wait_ms`` after the first; at most ``max_queue`` requests wait (default: 16
     batches, at least 256), further ones get 429; ``adaptive_wait=True`` skips the wait
     while it does not pay (a lone client is not held ``max_wait_ms``). ``stream`` defaults
-    to whether the method is a (async) generator function.
+    to whether the method is a (async) generator function. ``timeout`` (seconds) bounds
+    one call (for a stream: each item): past it the caller gets 504 and the call is
+    abandoned; default: the deployment's ``--handler-timeout`` (60 s).
     """
 
     def mark(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,6 +120,10 @@ def handler(
             raise PhotonDefinitionError(
                 f"handler {name!r}: max_queue must be a positive int (requests allowed to "
                 f"wait for a batch), not {max_queue!r}")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float) or timeout <= 0):
+            raise PhotonDefinitionError(
+                f"handler {name!r}: timeout must be a number of seconds > 0, not {timeout!r}")
         if max_queue is not None and batch is None:
             raise PhotonDefinitionError(
                 f"handler {name!r}: max_queue bounds the batch queue, so it needs batch=N")
@@ -126,7 +133,7 @@ def handler(
             batch=batch, max_wait_ms=float(max_wait_ms), max_queue=max_queue,
             adaptive_wait=bool(adaptive_wait),
             is_async=inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func),
-            fn=func)
+            fn=func, timeout_s=None if timeout is None else float(timeout))
         setattr(func, HANDLER_ATTR, spec)
         return func
 

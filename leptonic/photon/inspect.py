@@ -12,42 +12,64 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import leptonic
+from leptonic.config import INSPECT_TIMEOUT_S
 from leptonic.errors import PhotonDefinitionError
 from leptonic.photon.photon import PhotonManifest
+
+if TYPE_CHECKING:
+    from leptonic.runtime.isolation import Isolation
 
 EXIT_DEFINITION_ERROR = 2
 
 
+
 def inspect_bundle(bundle_dir: str | Path | None, entry: str,
-                   timeout_s: float = 60) -> PhotonManifest:
+                   timeout_s: float = INSPECT_TIMEOUT_S,
+                   isolation: Isolation | None = None) -> PhotonManifest:
     """Describe the photon ``entry`` of ``bundle_dir`` from a subprocess.
 
-    Raises PhotonDefinitionError with the child's message, else the last line it wrote
-    to stderr, or a timeout message.
+    With ``isolation`` the child runs as user code does (own user, sandbox, a copy of the
+    bundle in a work dir outside the data dir, a clean environment). Raises
+    PhotonDefinitionError with the child's message, else the last line it wrote to
+    stderr, or a timeout message.
     """
-    cmd = [sys.executable, "-m", "leptonic.photon.inspect", "--entry", entry]
-    if bundle_dir is not None:
-        cmd += ["--bundle", str(Path(bundle_dir).resolve())]
-    env = dict(os.environ)
-    # leptonic must import in the child even where it is not installed (a source checkout)
-    pkg_root = str(Path(leptonic.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
+    base = [sys.executable, "-m", "leptonic.photon.inspect", "--entry", entry]
+    if isolation is None:
+        cmd = base + (["--bundle", str(Path(bundle_dir).resolve())] if bundle_dir else [])
+        env = dict(os.environ)
+        # leptonic must import in the child even where it is not installed (a checkout)
+        pkg_root = str(Path(leptonic.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        run = {"cwd": str(bundle_dir) if bundle_dir is not None else None, "env": env}
+        key = None
+    else:
+        key = f"inspect-{secrets.token_hex(8)}"
+        bundle = Path(bundle_dir) if bundle_dir is not None else None
+        probe = isolation.prepare(key, "", base, {}, bundle, die_with_parent=True)
+        cmd = probe.argv + (["--bundle", probe.cwd] if bundle is not None else [])
+        run = {"cwd": probe.cwd, "env": probe.env, "user": probe.user, "group": probe.group,
+               "extra_groups": [] if probe.user is not None else None, "umask": 0o077,
+               "start_new_session": True}
     try:
-        proc = subprocess.run(cmd, cwd=str(bundle_dir) if bundle_dir is not None else None,
-                              env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout_s, check=False)
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout_s, check=False, **run)  # type: ignore[call-overload]
     except subprocess.TimeoutExpired as exc:
         raise PhotonDefinitionError(
             f"inspecting photon {entry!r} timed out after {timeout_s:g}s; importing the "
             f"module must be quick (load models in init(), not at import time)") from exc
     except OSError as exc:
         raise PhotonDefinitionError(f"cannot inspect photon {entry!r}: {exc}") from exc
+    finally:
+        if isolation is not None and key is not None:
+            isolation.release(key)
     stdout = proc.stdout.decode(errors="replace").strip().splitlines()
     last = stdout[-1] if stdout else ""
     try:

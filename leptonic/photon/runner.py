@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import os
 import signal
@@ -31,7 +34,6 @@ from collections.abc import (
     MutableMapping,
     Sequence,
 )
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from leptonic.photon.batching import BatchConfig, Batcher, QueueFull, default_ma
 from leptonic.photon.handler import HandlerSignature
 from leptonic.photon.openapi import openapi_document, swagger_ui_html
 from leptonic.photon.photon import Photon
+from leptonic.photon.workers import HandlerTimeout, WorkerPool
 
 log = logging.getLogger("leptonic.photon.runner")
 
@@ -54,7 +57,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_HANDLER_TIMEOUT_S = 60.0
+DEFAULT_MAX_CONCURRENCY = 64
+QUEUE_WAIT_S = 2.0          # a request beyond max_concurrency waits at most this long
 GRACEFUL_SHUTDOWN_S = 30
+# a 503 with this header means "full, try another replica": the gateway retries it
+SATURATED_HEADER = b"x-leptonic-saturated"
+STUCK_HEADER = b"x-leptonic-stuck"
 _JSON = [(b"content-type", b"application/json")]
 _PROBLEM = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
@@ -132,12 +141,13 @@ class _Endpoint:
     """One handler bound to the photon instance, with everything the hot path needs."""
 
     __slots__ = ("batcher", "call", "dump", "fn", "is_async", "model", "name", "params",
-                 "path", "sig", "stream", "timer")
+                 "path", "sig", "stream", "timeout", "timer")
 
-    def __init__(self, sig: HandlerSignature, photon: Photon, executor: ThreadPoolExecutor,
-                 metrics: _RunnerMetrics, batching: BatchConfig) -> None:
+    def __init__(self, sig: HandlerSignature, photon: Photon, executor: WorkerPool,
+                 metrics: _RunnerMetrics, batching: BatchConfig, timeout_s: float) -> None:
         spec = sig.spec
         self.sig = sig
+        self.timeout = spec.timeout_s or timeout_s
         self.name = spec.name
         self.path = spec.path
         self.stream = spec.stream
@@ -157,7 +167,8 @@ class _Endpoint:
                 self._batch_fn(), size, wait_ms / 1000, spec.name, executor=executor,
                 max_queue=batching.max_queue or spec.max_queue or default_max_queue(size),
                 observer=_BatchMetrics(metrics, spec.name),
-                adaptive=spec.adaptive_wait if batching.adaptive is None else batching.adaptive)
+                adaptive=spec.adaptive_wait if batching.adaptive is None else batching.adaptive,
+                timeout_s=self.timeout)
 
     def _batch_fn(self) -> Callable[[list[dict[str, Any]]], Any]:
         fn, params = self.fn, self.params
@@ -214,7 +225,10 @@ class PhotonApp:
                  ready: bool = False, replica_id: str | None = None,
                  on_init_error: Callable[[BaseException], None] | None = None,
                  max_workers: int | None = None,
-                 batching: BatchConfig | None = None) -> None:
+                 batching: BatchConfig | None = None,
+                 handler_timeout_s: float = DEFAULT_HANDLER_TIMEOUT_S,
+                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+                 max_queue: int | None = None, debug_errors: bool = False) -> None:
         self.photon = photon
         self.name = type(photon).__name__
         self.max_body_bytes = max_body_bytes
@@ -225,11 +239,17 @@ class PhotonApp:
         self.stopping = False
         self.metrics = _RunnerMetrics()
         self.signatures = type(photon).signatures()
-        self.executor = ThreadPoolExecutor(max_workers=max_workers,
-                                           thread_name_prefix="photon-handler")
+        # every admitted request may need a thread: as many workers as requests
+        self.executor = WorkerPool(max_workers or max_concurrency)
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_concurrency if max_queue is None else max_queue
+        self.debug_errors = debug_errors
+        self._active = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._request_ids = itertools.count(1)
         batching = batching or BatchConfig()
         self.endpoints = {sig.spec.path: _Endpoint(sig, photon, self.executor, self.metrics,
-                                                   batching)
+                                                   batching, handler_timeout_s)
                           for sig in self.signatures}
         self._init_task: asyncio.Task[None] | None = None
         self._openapi: bytes | None = None
@@ -289,8 +309,8 @@ class PhotonApp:
         if self.ready:
             self.ready = False
             try:
-                await asyncio.get_running_loop().run_in_executor(self.executor,
-                                                                 self.photon.shutdown)
+                # a thread of its own: the handler workers may all be hung
+                await asyncio.to_thread(self.photon.shutdown)
             except Exception:
                 log.exception("%s.shutdown() failed", self.name)
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -357,15 +377,54 @@ class PhotonApp:
 
     async def _handle(self, ep: _Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
-        metrics.in_flight.inc()
         start = time.perf_counter()
+        if self._active >= self.max_concurrency and not await self._admit():
+            code = await _send_problem(
+                send, 503, "Service unavailable",
+                f"this replica is at its limit of {self.max_concurrency} requests in "
+                f"progress and {len(self._waiters)} waiting; retry, or add replicas",
+                headers=[(SATURATED_HEADER, b"1"), (b"retry-after", b"1")], handler=ep.name)
+            metrics.count(ep.name, code)
+            return
+        self._active += 1
+        metrics.in_flight.inc()
         code = 500
         try:
             code = await self._respond(ep, scope, receive, send)
         finally:
+            self._active -= 1
+            while self._waiters:            # hand the slot to the longest waiting request
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
             metrics.in_flight.dec()
             ep.timer.observe(time.perf_counter() - start)
             metrics.count(ep.name, code)
+
+    async def _admit(self) -> bool:
+        """Wait, bounded in count and time, until a slot is free; False: answer 503."""
+        if len(self._waiters) >= self.max_queue:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUEUE_WAIT_S
+        while self._active >= self.max_concurrency:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(left):
+                    await waiter
+            except TimeoutError:
+                return False
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+        return True
 
     async def _respond(self, ep: _Endpoint, scope: Scope, receive: Receive,
                        send: Send) -> int:
@@ -391,24 +450,36 @@ class PhotonApp:
             return await _send_problem(send, 503, "Service unavailable",
                                        "the replica is shutting down")
         if ep.stream:
-            return await self._stream(ep, kwargs, receive, send)
+            return await self._stream(ep, kwargs, scope, receive, send)
         try:
             if ep.batcher is not None:
                 result = await ep.batcher.submit(kwargs)
             elif ep.is_async:
-                result = await ep.fn(**kwargs)
+                try:
+                    result = await asyncio.wait_for(ep.fn(**kwargs), ep.timeout)
+                except TimeoutError:
+                    raise HandlerTimeout(ep.timeout) from None
             else:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, functools.partial(ep.fn, **kwargs))
+                result = await self.executor.run(functools.partial(ep.fn, **kwargs),
+                                                 ep.timeout)
             payload = ep.dump(result)
         except Exception as exc:
-            return await self._handler_failed(ep, exc, send)
+            return await self._handler_failed(ep, exc, scope, send)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
         return 200
 
-    async def _handler_failed(self, ep: _Endpoint, exc: Exception, send: Send) -> int:
+    async def _handler_failed(self, ep: _Endpoint, exc: Exception, scope: Scope,
+                              send: Send) -> int:
+        if isinstance(exc, HandlerTimeout):
+            log.warning("handler %r timed out after %gs (request %s); abandoned", ep.name,
+                        exc.seconds, _request_id(scope))
+            return await _send_problem(
+                send, 504, "Handler timed out",
+                f"handler {ep.name!r} did not answer within {exc.seconds:g}s; the call was "
+                "abandoned (raise the limit with @handler(timeout=...) or the deployment's "
+                "--handler-timeout)", handler=ep.name, timeout_s=exc.seconds)
         if isinstance(exc, QueueFull):
             return await _send_problem(
                 send, exc.status, exc.title, exc.detail,
@@ -418,15 +489,26 @@ class PhotonApp:
             # raised on purpose by the photon (e.g. InvalidInput): its status and words
             return await _send_problem(send, exc.status, exc.title, exc.detail,
                                        handler=ep.name, **exc.extra)
-        log.error("handler %r failed", ep.name, exc_info=exc)
+        rid = _request_id(scope)
+        log.error("handler %r failed (request %s)", ep.name, rid, exc_info=exc)
+        # a HandlerError is in the platform's own words (no user data)
         detail = (exc.detail if isinstance(exc, HandlerError)
-                  else f"handler {ep.name!r} failed: {_exc_line(exc)}")
-        return await _send_problem(send, 500, "Handler failed", detail, handler=ep.name)
+                  else self._failure_detail(ep, exc, rid))
+        return await _send_problem(send, 500, "Handler failed", detail, handler=ep.name,
+                                   exception=type(exc).__name__, request_id=rid)
 
-    async def _stream(self, ep: _Endpoint, kwargs: dict[str, Any], receive: Receive,
-                      send: Send) -> int:
-        items = (_aiter_async(ep.fn(**kwargs)) if ep.is_async
-                 else _aiter_sync(ep.fn(**kwargs), self.executor))
+    def _failure_detail(self, ep: _Endpoint, exc: BaseException, rid: str) -> str:
+        """What a caller learns of an unexpected exception: its type and where to look;
+        its message (which may hold anything, a password say) only with --debug-errors."""
+        if self.debug_errors:
+            return f"handler {ep.name!r} failed: {_exc_line(exc)} (request id {rid})"
+        return (f"handler {ep.name!r} failed with {type(exc).__name__}; the replica's log "
+                f"has the traceback under request id {rid}")
+
+    async def _stream(self, ep: _Endpoint, kwargs: dict[str, Any], scope: Scope,
+                      receive: Receive, send: Send) -> int:
+        items = (_aiter_async(ep.fn(**kwargs), ep.timeout) if ep.is_async
+                 else _aiter_sync(ep.fn(**kwargs), self.executor, ep.timeout))
         # The first item is produced before the headers go out, so a handler that fails
         # straight away gets a proper 500 rather than a broken stream.
         try:
@@ -434,7 +516,7 @@ class PhotonApp:
             data = b"" if first is _END else b"data: " + ep.dump(first) + b"\n\n"
         except Exception as exc:
             await items.aclose()
-            return await self._handler_failed(ep, exc, send)
+            return await self._handler_failed(ep, exc, scope, send)
         gone = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))
         code = 200
@@ -450,10 +532,18 @@ class PhotonApp:
                                 "body": b"data: " + ep.dump(item) + b"\n\n",
                                 "more_body": True})
         except Exception as exc:
-            log.error("handler %r failed while streaming", ep.name, exc_info=exc)
-            code = 500
-            err = problem(500, "Handler failed",
-                          f"handler {ep.name!r} failed: {_exc_line(exc)}", handler=ep.name)
+            rid = _request_id(scope)
+            log.error("handler %r failed while streaming (request %s)", ep.name, rid,
+                      exc_info=exc)
+            if isinstance(exc, HandlerTimeout):
+                code = 504
+                err = problem(504, "Handler timed out",
+                              f"handler {ep.name!r} sent no item within {exc.seconds:g}s; "
+                              "the stream was abandoned", handler=ep.name)
+            else:
+                code = 500
+                err = problem(500, "Handler failed", self._failure_detail(ep, exc, rid),
+                              handler=ep.name, exception=type(exc).__name__, request_id=rid)
             if not gone.is_set():
                 await send({"type": "http.response.body",
                             "body": b"event: error\ndata: " + pydantic_core.to_json(err)
@@ -468,11 +558,22 @@ class PhotonApp:
     # -- built-in routes ---------------------------------------------------------------
 
     async def _healthz(self, send: Send) -> None:
+        if self.executor.stuck():
+            return await self._stuck(send)
         await _send_json(send, 200, pydantic_core.to_json(
             {"status": "ok", "photon": self.name, "replica_id": self.replica_id}))
 
+    async def _stuck(self, send: Send) -> None:
+        await _send_problem(
+            send, 503, "Service unavailable",
+            f"every handler worker of this replica has been stuck past twice its timeout "
+            f"({self.executor.written_off} written off); it cannot serve and must be "
+            "replaced", headers=[(STUCK_HEADER, b"1")])
+
     async def _readyz(self, send: Send) -> None:
-        if self.ready and not self.stopping:
+        if self.executor.stuck():
+            await self._stuck(send)
+        elif self.ready and not self.stopping:
             await _send_json(send, 200, b'{"status":"ready"}')
         elif self.stopping:
             await _send_problem(send, 503, "Service unavailable", "the replica is stopping")
@@ -507,18 +608,26 @@ def build_app(photon: Photon, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               ready: bool = False, replica_id: str | None = None,
               on_init_error: Callable[[BaseException], None] | None = None,
               max_workers: int | None = None,
-              batching: BatchConfig | None = None) -> PhotonApp:
+              batching: BatchConfig | None = None,
+              handler_timeout_s: float = DEFAULT_HANDLER_TIMEOUT_S,
+              max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+              max_queue: int | None = None, debug_errors: bool = False) -> PhotonApp:
     """The ASGI app serving ``photon`` (validated first: raises PhotonDefinitionError).
 
     ``ready=True`` marks it ready without running ``init()``; otherwise the ASGI lifespan
     (or ``await app.startup()``) runs it. ``on_init_error`` is called, after the traceback
     is printed, when ``init()`` raises during the lifespan. Sync handlers run in a thread
-    pool of ``max_workers`` threads. ``batching`` overrides every batched handler's
-    settings (see :class:`BatchConfig`).
+    pool of ``max_workers`` threads (default: ``max_concurrency``); a call past
+    ``handler_timeout_s`` (or the handler's own ``timeout=``) answers 504. At most
+    ``max_concurrency`` requests are in progress, ``max_queue`` (default as many) wait up
+    to ``QUEUE_WAIT_S``, the rest get 503 marked for the gateway to retry elsewhere.
+    ``batching`` overrides every batched handler's settings (see :class:`BatchConfig`).
     """
     return PhotonApp(photon, max_body_bytes=max_body_bytes, ready=ready,
                      replica_id=replica_id, on_init_error=on_init_error,
-                     max_workers=max_workers, batching=batching)
+                     max_workers=max_workers, batching=batching,
+                     handler_timeout_s=handler_timeout_s, max_concurrency=max_concurrency,
+                     max_queue=max_queue, debug_errors=debug_errors)
 
 
 # -- ASGI helpers ------------------------------------------------------------------------
@@ -580,32 +689,52 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
             return
 
 
-async def _aiter_async(agen: Any) -> AsyncGenerator[Any, None]:
+async def _aiter_async(agen: Any, timeout_s: float | None = None
+                       ) -> AsyncGenerator[Any, None]:
+    it = agen.__aiter__()
     try:
-        async for item in agen:
+        while True:
+            try:
+                item = await asyncio.wait_for(anext(it), timeout_s)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise HandlerTimeout(timeout_s or 0) from None
             yield item
     finally:
         if hasattr(agen, "aclose"):
             await agen.aclose()
 
 
-async def _aiter_sync(gen: Iterator[Any],
-                      executor: ThreadPoolExecutor) -> AsyncGenerator[Any, None]:
-    loop = asyncio.get_running_loop()
+async def _aiter_sync(gen: Iterator[Any], executor: WorkerPool,
+                      timeout_s: float | None = None) -> AsyncGenerator[Any, None]:
+    timed_out = False
     try:
         while True:
-            item = await loop.run_in_executor(executor, next, gen, _END)
+            try:
+                item = await executor.run(next, timeout_s, gen, _END)
+            except HandlerTimeout:
+                timed_out = True        # its thread is still inside the generator
+                raise
             if item is _END:
                 return
             yield item
     finally:
         close = getattr(gen, "close", None)
-        if close is not None:
-            await loop.run_in_executor(executor, close)
+        if close is not None and not timed_out:
+            await executor.run(close, timeout_s)
 
 
 async def _awaitable_to_coro(aw: Awaitable[Any]) -> Any:
     return await aw
+
+
+def _request_id(scope: Scope) -> str:
+    """The gateway's request id (``x-request-id``), else one of the runner's own."""
+    for key, value in scope.get("headers") or ():
+        if key == b"x-request-id":
+            return bytes(value).decode("latin-1")[:128]
+    return f"runner-{os.getpid()}-{time.monotonic_ns():x}"
 
 
 def _exc_line(exc: BaseException) -> str:
@@ -618,7 +747,9 @@ def _exc_line(exc: BaseException) -> str:
 def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
           bundle_dir: str | Path | None = None, replica_id: str | None = None, *,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          environ: Mapping[str, str] | None = None) -> int:
+          environ: Mapping[str, str] | None = None,
+          handler_timeout_s: float = DEFAULT_HANDLER_TIMEOUT_S,
+          max_concurrency: int = DEFAULT_MAX_CONCURRENCY, debug_errors: bool = False) -> int:
     """Load ``entry``, serve it with uvicorn until SIGTERM/SIGINT; return the exit code.
 
     0 after a graceful stop (``shutdown()`` called); 1 when the photon cannot be loaded,
@@ -661,7 +792,9 @@ def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
 
     try:
         app = build_app(photon, max_body_bytes=max_body_bytes, replica_id=replica_id,
-                        on_init_error=init_failed, batching=batching)
+                        on_init_error=init_failed, batching=batching,
+                        handler_timeout_s=handler_timeout_s, max_concurrency=max_concurrency,
+                        debug_errors=debug_errors)
     except PhotonDefinitionError as exc:
         print(f"leptonic: {exc.detail}", file=sys.stderr)
         return 1
@@ -722,9 +855,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replica-id", default=os.environ.get("LEPTONIC_REPLICA_ID"))
     parser.add_argument("--bundle", default=None, help="the photon's directory (default: cwd)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--handler-timeout", type=float, default=DEFAULT_HANDLER_TIMEOUT_S,
+                        help="seconds a handler call may take before a 504")
+    parser.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY,
+                        help="requests in progress at once; as many wait briefly, then 503")
+    parser.add_argument("--debug-errors", action="store_true",
+                        help="send a handler's exception message to its caller")
+    parser.add_argument("--limit-open-files", type=int, default=None)
+    parser.add_argument("--limit-processes", type=int, default=None)
+    parser.add_argument("--platform", default=None, help=argparse.SUPPRESS)  # owner mark
     args = parser.parse_args(argv)
+    from leptonic.runtime.isolation import apply_limits
+
+    # before any user code is imported, so it cannot raise them again
+    apply_limits(args.limit_open_files, args.limit_processes)
     return serve(args.entry, args.host, args.port, bundle_dir=args.bundle,
-                 replica_id=args.replica_id, max_body_bytes=args.max_body_bytes)
+                 replica_id=args.replica_id, max_body_bytes=args.max_body_bytes,
+                 handler_timeout_s=args.handler_timeout, max_concurrency=args.max_concurrency,
+                 debug_errors=args.debug_errors)
 
 
 if __name__ == "__main__":

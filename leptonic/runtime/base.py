@@ -15,6 +15,13 @@ class ReplicaLaunch:
     entry: str                  # "app.py:Echo" inside bundle_dir, or "builtin:NAME"
     bundle_dir: str | None      # unpacked photon bundle (None for builtin photons)
     env: dict[str, str] = field(default_factory=dict)
+    memory_mb: int | None = None        # killed past it (reason OOMKilled)
+    cpu: float | None = None            # cores, where the runtime can enforce it
+    open_files: int | None = None
+    processes: int | None = None
+    handler_timeout_s: float | None = None
+    max_concurrency: int | None = None
+    debug_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class ReplicaHandle:
     pid: int | None = None
     port: int | None = None
     log_path: str | None = None
+    memory_mb: int | None = None        # its memory limit, watched after an adoption too
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,8 @@ class ProcessState:
     replica_id: str
     alive: bool
     exit_code: int | None = None
+    reason: str | None = None       # why it ended, when the runtime knows (OOMKilled)
+    message: str | None = None      # the figures behind the reason
 
 
 class Backend(Protocol):

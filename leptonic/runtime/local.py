@@ -4,6 +4,10 @@ Replicas run in their own session (process group) so they outlive a crashed cont
 a restarted control plane re-adopts them by pid, after checking the process really is the
 replica it recorded (its command line names the replica id). Every replica's stdout and
 stderr go to ``DATA_DIR/logs/<replica-id>.log``.
+
+Every replica is isolated as :mod:`leptonic.runtime.isolation` decides (own uid, sandbox,
+work dir outside the data dir, clean environment). Its memory is watched on every poll:
+past its limit the whole process group is killed and the exit's reason is ``OOMKilled``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -24,10 +30,12 @@ from leptonic.config import DataDir
 from leptonic.errors import BackendError
 from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
+from leptonic.runtime.isolation import Isolation, Prepared
 
 log = logging.getLogger(__name__)
 
-OWNER_ENV = "LEPTONIC_OWNER"   # marks replicas as ours, to find orphans after a crash
+OWNER_ARG = "--platform"    # on the runner's command line: marks replicas as ours
+_TREE_REFRESH_S = 2.0       # how often a replica's process tree is listed again
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,14 +44,50 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def runner_args(launch: ReplicaLaunch) -> list[str]:
+    """The runner's flags for a launch's limits, timeouts and error policy."""
+    args: list[str] = []
+    if launch.open_files:
+        args += ["--limit-open-files", str(launch.open_files)]
+    if launch.processes:
+        args += ["--limit-processes", str(launch.processes)]
+    if launch.handler_timeout_s:
+        args += ["--handler-timeout", f"{launch.handler_timeout_s:g}"]
+    if launch.max_concurrency:
+        args += ["--max-concurrency", str(launch.max_concurrency)]
+    if launch.debug_errors:
+        args.append("--debug-errors")
+    return args
+
+
 class _Proc:
     """A replica process we started (Popen) or adopted (psutil)."""
 
     def __init__(self, popen: subprocess.Popen[bytes] | None, ps: psutil.Process | None,
-                 handle: ReplicaHandle) -> None:
+                 handle: ReplicaHandle, memory_mb: int | None = None) -> None:
         self.popen = popen
         self.ps = ps
         self.handle = handle
+        self.memory_mb = memory_mb
+        self.killed: tuple[str, str] | None = None     # (reason, message) once we killed it
+        self._tree: list[psutil.Process] = []
+        self._tree_at = -1e9
+
+    def rss_mb(self, now: float) -> float:
+        """Resident memory of the replica's whole process tree (sandbox and all), MiB."""
+        if now - self._tree_at > _TREE_REFRESH_S:
+            self._tree_at = now
+            try:
+                top = self.ps or psutil.Process(self.pid)
+                self.ps = self.ps or top
+                self._tree = [top, *top.children(recursive=True)]
+            except psutil.Error:
+                self._tree = []
+        total = 0
+        for p in self._tree:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total / 2**20
 
     @property
     def pid(self) -> int:
@@ -70,12 +114,23 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, layout: DataDir, *, node: str = "local", host: str = "127.0.0.1",
-                 python: str | None = None) -> None:
+                 python: str | None = None,
+                 isolation: Isolation | Callable[[], Isolation] | None = None) -> None:
         self.layout = layout
         self.node = node
         self.host = host
         self.python = python or sys.executable
+        self._isolation = isolation
         self._procs: dict[str, _Proc] = {}
+
+    @property
+    def isolation(self) -> Isolation:
+        iso = self._isolation
+        if iso is None:
+            iso = self._isolation = Isolation(self.layout.root)
+        elif not isinstance(iso, Isolation):
+            iso = self._isolation = iso()
+        return iso
 
     def log_path(self, replica_id: str) -> Path:
         return self.layout.logs / f"{replica_id}.log"
@@ -83,38 +138,47 @@ class LocalBackend:
     async def start(self, launch: ReplicaLaunch) -> ReplicaHandle:
         port = free_port(self.host)
         log_path = self.log_path(launch.replica_id)
+        iso = self.isolation
         cmd = [self.python, "-m", "leptonic.photon.runner", "--entry", launch.entry,
-               "--host", self.host, "--port", str(port), "--replica-id", launch.replica_id]
-        if launch.bundle_dir:
-            cmd += ["--bundle", launch.bundle_dir]
-        env = {**os.environ, **launch.env,
-               "LEPTONIC_REPLICA_ID": launch.replica_id,
-               "LEPTONIC_DEPLOYMENT": launch.deployment,
-               OWNER_ENV: str(self.layout.root),
-               "PYTHONUNBUFFERED": "1"}
-        # the platform's own credentials are not the replica's business
-        env.pop("LEPTONIC_TOKEN", None)
+               "--host", self.host, "--port", str(port), "--replica-id", launch.replica_id,
+               OWNER_ARG, iso.owner_mark, *runner_args(launch)]
+        env = {**launch.env, "LEPTONIC_REPLICA_ID": launch.replica_id,
+               "LEPTONIC_DEPLOYMENT": launch.deployment}
+        bundle = Path(launch.bundle_dir) if launch.bundle_dir else None
         try:
-            popen = await asyncio.to_thread(self._spawn, cmd, env, log_path,
-                                            launch.bundle_dir, launch.replica_id, port)
+            popen, prepared = await asyncio.to_thread(
+                self._spawn, iso, cmd, env, bundle, log_path, launch, port)
         except OSError as exc:
             raise BackendError(f"cannot start replica {launch.replica_id}: {exc}") from exc
         handle = ReplicaHandle(replica_id=launch.replica_id, node=self.node,
                                url=f"http://{self.host}:{port}", pid=popen.pid, port=port,
                                log_path=str(log_path))
-        self._procs[launch.replica_id] = _Proc(popen, None, handle)
-        log.info("started replica %s pid=%s port=%s", launch.replica_id, popen.pid, port)
+        self._procs[launch.replica_id] = _Proc(popen, None, handle, launch.memory_mb)
+        log.info("started replica %s pid=%s port=%s uid=%s", launch.replica_id, popen.pid,
+                 port, prepared.user if prepared.user is not None else os.getuid())
         return handle
 
-    def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, cwd: str | None,
-               replica_id: str, port: int) -> subprocess.Popen[bytes]:
-        # fork/exec off the event loop: it carries gateway traffic too
-        with log_path.open("ab") as out:
-            out.write(f"--- leptonic: starting replica {replica_id} on port {port}\n".encode())
+    def _spawn(self, iso: Isolation, cmd: list[str], env: dict[str, str],
+               bundle: Path | None, log_path: Path, launch: ReplicaLaunch, port: int
+               ) -> tuple[subprocess.Popen[bytes], Prepared]:
+        # copy and fork/exec off the event loop: it carries gateway traffic too
+        prepared = iso.prepare(launch.replica_id, launch.deployment, cmd, env, bundle)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            out.write(f"--- leptonic: starting replica {launch.replica_id} on port {port}"
+                      "\n".encode())
             out.flush()
-            return subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=cwd or str(self.layout.root), start_new_session=True, close_fds=True)
+            try:
+                popen = subprocess.Popen(
+                    prepared.argv, stdout=out, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, env=prepared.env, cwd=prepared.cwd,
+                    start_new_session=True, close_fds=True, user=prepared.user,
+                    group=prepared.group,
+                    extra_groups=[] if prepared.user is not None else None, umask=0o077)
+            except BaseException:
+                iso.release(launch.replica_id)
+                raise
+        return popen, prepared
 
     async def stop(self, replica_id: str, grace_s: float = 10.0) -> None:
         proc = self._procs.pop(replica_id, None)
@@ -136,12 +200,25 @@ class LocalBackend:
         if proc.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(proc.popen.wait, 5)
+        await asyncio.to_thread(self.isolation.release, replica_id)
 
     async def poll(self, replica_id: str) -> ProcessState:
         proc = self._procs.get(replica_id)
         if proc is None:
             return ProcessState(replica_id, alive=False)
         alive, rc = proc.returncode()
+        if alive and proc.memory_mb and proc.killed is None:
+            used = proc.rss_mb(time.monotonic())
+            if used > proc.memory_mb:
+                proc.killed = ("OOMKilled", f"used {used:.0f} MiB of memory, over its limit "
+                                            f"of {proc.memory_mb} MiB; killed")
+                log.warning("replica %s %s", replica_id, proc.killed[1])
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                alive, rc = False, -signal.SIGKILL
+        if not alive and proc.killed is not None:
+            return ProcessState(replica_id, alive=False, exit_code=rc,
+                                reason=proc.killed[0], message=proc.killed[1])
         return ProcessState(replica_id, alive=alive, exit_code=rc)
 
     def _is_ours(self, ps: psutil.Process, replica_id: str) -> bool:
@@ -149,7 +226,8 @@ class LocalBackend:
             cmd = ps.cmdline()
         except psutil.Error:
             return False
-        return "leptonic.photon.runner" in cmd and replica_id in cmd
+        return "leptonic.photon.runner" in cmd and replica_id in cmd and \
+            self.isolation.owner_mark in cmd
 
     async def adopt(self, handle: ReplicaHandle) -> bool:
         if handle.replica_id in self._procs:
@@ -162,7 +240,7 @@ class LocalBackend:
             return False
         if not self._is_ours(ps, handle.replica_id):
             return False
-        self._procs[handle.replica_id] = _Proc(None, ps, handle)
+        self._procs[handle.replica_id] = _Proc(None, ps, handle, handle.memory_mb)
         log.info("adopted replica %s pid=%s", handle.replica_id, handle.pid)
         return True
 
@@ -177,10 +255,7 @@ class LocalBackend:
                 cmd) else ""
             if rid in known or rid in self._procs:
                 continue
-            try:
-                if ps.environ().get(OWNER_ENV) != str(self.layout.root):
-                    continue
-            except psutil.Error:
+            if self.isolation.owner_mark not in cmd:
                 continue
             found.append(ps)
         return found
@@ -191,6 +266,10 @@ class LocalBackend:
             log.warning("stopping orphaned replica process pid=%s", ps.pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(ps.pid, signal.SIGKILL)
+            cmd = ps.info.get("cmdline") or []
+            if "--replica-id" in cmd and cmd.index("--replica-id") + 1 < len(cmd):
+                await asyncio.to_thread(self.isolation.release,
+                                        cmd[cmd.index("--replica-id") + 1])
         return len(victims)
 
     def log_tail(self, replica_id: str, lines: int = 20) -> list[str]:

@@ -254,6 +254,29 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
         with self._tx() as conn:
             conn.execute(delete(t.replicas).where(t.replicas.c.deployment == name))
             conn.execute(delete(t.deployments).where(t.deployments.c.name == name))
+            conn.execute(delete(t.run_uids).where(t.run_uids.c.owner == name))
+
+    def run_uid(self, owner: str, low: int, high: int) -> int:
+        """The uid ``owner``'s user code runs as: its own, else the lowest free one in
+        [low, high], kept until the deployment is removed."""
+        for _ in range(5):
+            with self._tx() as conn:
+                uid = conn.execute(select(t.run_uids.c.uid).where(
+                    t.run_uids.c.owner == owner)).scalar()
+                if uid is not None:
+                    return int(uid)
+                taken = set(conn.execute(select(t.run_uids.c.uid)).scalars())
+            free = next((u for u in range(low, high + 1) if u not in taken), None)
+            if free is None:
+                raise Conflict(f"all {high - low + 1} uids for user code are in use; "
+                               "delete unused deployments")
+            try:
+                with self._tx() as conn:
+                    conn.execute(insert(t.run_uids).values(owner=owner, uid=free))
+                return free
+            except IntegrityError:
+                continue        # another control plane took it meanwhile: look again
+        raise Conflict(f"cannot allocate a uid for {owner!r}; try again")
 
     # -- replicas -------------------------------------------------------------------------
     def list_replicas(self, deployment: str | None = None) -> list[Replica]:

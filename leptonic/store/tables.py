@@ -189,3 +189,12 @@ rollouts = Table(
     Column("control", JSON, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# -- isolation (migration 0006) --------------------------------------------------------------
+# The uid each deployment's user code runs as, when the platform runs as root: unique, so
+# two control planes sharing the database never hand one uid to two deployments.
+run_uids = Table(
+    "run_uids", metadata,
+    Column("owner", String(96), primary_key=True),           # deployment name
+    Column("uid", Integer, nullable=False, unique=True),
+)

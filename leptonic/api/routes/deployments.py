@@ -18,6 +18,7 @@ from leptonic.core.models import (
     Deployment,
     DeploymentSpec,
     Event,
+    LimitsSpec,
     PhotonRef,
     ProbeSpec,
     Replica,
@@ -47,6 +48,11 @@ class DeploymentCreate(BaseModel):
         default=None, description="replicas follow the load; `replicas` is then ignored")
     probes: ProbeSpec | None = None
     drain_timeout_s: float | None = Field(default=None, ge=0, le=3600)
+    limits: LimitsSpec | None = Field(default=None, description="memory, cpu, open files, "
+                                      "processes per replica")
+    handler_timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    debug_errors: bool | None = None
 
 
 class DeploymentPatch(BaseModel):
@@ -66,6 +72,11 @@ class DeploymentPatch(BaseModel):
     probes: ProbeSpec | None = Field(default=None,
                                      description="fields given replace the current ones")
     drain_timeout_s: float | None = Field(default=None, ge=0, le=3600)
+    limits: LimitsSpec | None = Field(default=None,
+                                      description="fields given replace the current ones")
+    handler_timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    debug_errors: bool | None = None
 
 
 def _deep_merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +153,10 @@ def create_deployment(body: DeploymentCreate,
     photon, version = resolve_photon(platform, body.photon)
     extra: dict[str, Any] = {k: v for k, v in (
         ("strategy", body.strategy), ("autoscaling", body.autoscaling),
-        ("probes", body.probes), ("drain_timeout_s", body.drain_timeout_s)) if v is not None}
+        ("probes", body.probes), ("drain_timeout_s", body.drain_timeout_s),
+        ("limits", body.limits), ("handler_timeout_s", body.handler_timeout_s),
+        ("max_concurrency", body.max_concurrency), ("debug_errors", body.debug_errors))
+        if v is not None}
     spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
                           env=_check_env(body.env),
                           secrets=_check_secrets(platform, body.secrets), public=body.public,
@@ -192,6 +206,11 @@ def update_deployment(name: str, body: DeploymentPatch,
         changes["autoscaling"] = None
     if body.drain_timeout_s is not None:
         changes["drain_timeout_s"] = body.drain_timeout_s
+    if body.limits is not None:
+        changes["limits"] = _merged(LimitsSpec, current.spec.limits, body.limits)
+    for key in ("handler_timeout_s", "max_concurrency", "debug_errors"):
+        if getattr(body, key) is not None:
+            changes[key] = getattr(body, key)
     if body.replicas is not None and current.spec.autoscaling is not None \
             and changes.get("autoscaling", current.spec.autoscaling) is not None:
         a = current.spec.autoscaling

@@ -53,7 +53,8 @@ async def create_photon(response: Response, name: str = Form(...), entry: str = 
         if versions and versions[-1].digest == digest and versions[-1].entry == entry:
             response.status_code = 200
             return versions[-1]
-        manifest = await asyncio.to_thread(inspect_bundle, staging, entry)
+        manifest = await asyncio.to_thread(inspect_bundle, staging, entry,
+                                           isolation=platform.isolation)
         await asyncio.to_thread(artifacts.commit, staging)
     finally:
         artifacts.discard(staging)          # a no-op once committed

@@ -336,3 +336,38 @@ async def test_route_changes_apply_to_the_next_request(upstreams: Replicas) -> N
     assert before.headers["x-leptonic-replica"] == "a"
     assert after.headers["x-leptonic-replica"] == "b"
     assert gone.status_code == 404
+
+
+async def _full_replica(scope: Any, receive: Any, send: Any) -> None:
+    """A replica at its concurrency limit: 503 marked saturated, before any work."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"x-leptonic-saturated", b"1"), (b"retry-after", b"1")]})
+    await send({"type": "http.response.body", "body": b'{"status":503}'})
+
+
+async def test_a_saturated_replica_is_retried_on_another(upstreams: Replicas) -> None:
+    url, app, _ = upstreams[0]
+    async with serve(_full_replica) as (full_url, _):
+        table = RouteTable({"echo": [Upstream("full", full_url), Upstream(app.name, url)]})
+        async with gateway_client(table) as (client, gateway):
+            responses = [await client.get("/run/echo/echo") for _ in range(20)]
+            retried = gateway.registry.get_sample_value(
+                "leptonic_gateway_retries_total", {"deployment": "echo"})
+            assert gateway.ejected() == []       # full is not broken: it stays routed
+    assert [r.status_code for r in responses] == [200] * 20
+    assert {r.headers["x-leptonic-replica"] for r in responses} == {"a"}
+    assert retried is not None
+    assert retried >= 1
+
+
+async def test_every_replica_saturated_is_503_with_retry_after() -> None:
+    async with serve(_full_replica) as (u1, _), serve(_full_replica) as (u2, _):
+        table = RouteTable({"echo": [Upstream("f1", u1), Upstream("f2", u2)]})
+        async with gateway_client(table) as (client, _gw):
+            r = await client.get("/run/echo/echo")
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert "concurrency limit" in r.json()["detail"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -189,16 +190,33 @@ async def test_get_on_a_handler_is_405(client: httpx.AsyncClient) -> None:
     assert r.headers["allow"] == "POST"
 
 
-async def test_handler_exception_is_500_naming_handler(
+async def test_handler_exception_is_500_naming_handler_type_and_request_id(
         client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
-    r = await client.post("/boom", json={"x": 7})
+    r = await client.post("/boom", json={"x": 7}, headers={"x-request-id": "req-42"})
     assert r.status_code == 500
     assert r.headers["content-type"] == PROBLEM
-    detail = r.json()["detail"]
-    assert "'boom'" in detail
-    assert "ValueError: bad x 7" in detail
-    assert r.json()["handler"] == "boom"
-    assert any("boom" in rec.getMessage() and rec.exc_info for rec in caplog.records)
+    doc = r.json()
+    assert "'boom'" in doc["detail"]
+    assert "ValueError" in doc["detail"]
+    assert "req-42" in doc["detail"]
+    assert (doc["handler"], doc["exception"], doc["request_id"]) == ("boom", "ValueError",
+                                                                     "req-42")
+    # the message may hold anything (a password): callers never see it by default
+    assert "bad x 7" not in r.text
+    logged = [rec for rec in caplog.records if "req-42" in rec.getMessage()]
+    assert logged
+    assert logged[0].exc_info
+    assert "bad x 7" in str(logged[0].exc_info[1])
+
+
+async def test_debug_errors_sends_the_message(photon: Demo) -> None:
+    app = build_app(photon, ready=True, debug_errors=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://replica") as c:
+        r = await c.post("/boom", json={"x": 7})
+    assert r.status_code == 500
+    assert "ValueError: bad x 7" in r.json()["detail"]
+    await app.shutdown()
 
 
 async def test_output_not_matching_return_type_is_500(client: httpx.AsyncClient) -> None:
@@ -259,7 +277,8 @@ async def test_empty_stream(client: httpx.AsyncClient) -> None:
 async def test_stream_failing_before_first_item_is_500(client: httpx.AsyncClient) -> None:
     r = await client.post("/fail_stream", json={"after": 0})
     assert r.status_code == 500
-    assert "stream broke" in r.json()["detail"]
+    assert r.json()["exception"] == "RuntimeError"
+    assert "stream broke" not in r.text
 
 
 async def test_stream_failing_midway_ends_with_error_event(client: httpx.AsyncClient) -> None:
@@ -267,7 +286,8 @@ async def test_stream_failing_midway_ends_with_error_event(client: httpx.AsyncCl
     assert r.status_code == 200
     assert sse_items(r.text)[:2] == ["0", "1"]
     assert "event: error" in r.text
-    assert "stream broke" in r.text
+    assert "RuntimeError" in r.text
+    assert "stream broke" not in r.text
 
 
 async def test_stream_items_are_sent_as_produced() -> None:
@@ -458,4 +478,109 @@ async def test_builtin_echo() -> None:
                                  base_url="http://photon") as c:
         assert (await c.post("/echo", json={"text": "hey"})).json() == "hey"
         assert sse_items((await c.post("/count", json={})).text) == ["0", "1", "2"]
+    await app.shutdown()
+
+
+class Hangs(Photon):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    @handler(timeout=0.2)
+    def hang(self) -> str:
+        self.release.wait(30)
+        return "late"
+
+    @handler(timeout=0.2)
+    async def hang_async(self) -> str:
+        await asyncio.sleep(30)
+        return "late"
+
+    @handler
+    def info(self) -> str:
+        return "ok"
+
+
+@pytest.fixture
+async def hangs() -> AsyncIterator[tuple[Hangs, PhotonApp, httpx.AsyncClient]]:
+    photon = Hangs()
+    app = build_app(photon, ready=True, max_concurrency=48)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://replica", timeout=10) as c:
+        yield photon, app, c
+    photon.release.set()
+    await app.shutdown()
+
+
+async def test_a_handler_past_its_timeout_answers_504_on_time(
+        hangs: tuple[Hangs, PhotonApp, httpx.AsyncClient]) -> None:
+    _, _, c = hangs
+    for path in ("/hang", "/hang_async"):
+        started = time.monotonic()
+        r = await c.post(path, json={})
+        assert r.status_code == 504, r.text
+        assert r.headers["content-type"] == PROBLEM
+        assert time.monotonic() - started < 1.0
+        assert "0.2s" in r.json()["detail"]
+        assert r.json()["timeout_s"] == 0.2
+
+
+async def test_forty_hung_calls_leave_another_handler_answering(
+        hangs: tuple[Hangs, PhotonApp, httpx.AsyncClient]) -> None:
+    _, app, c = hangs
+    hung = [asyncio.ensure_future(c.post("/hang", json={})) for _ in range(40)]
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    r = await c.post("/info", json={})
+    assert r.status_code == 200
+    assert r.json() == "ok"
+    assert time.monotonic() - started < 1.0
+    codes = [x.status_code for x in await asyncio.gather(*hung)]
+    assert codes == [504] * 40
+    # the pool kept its size: the hung threads were written off, new ones serve
+    r = await c.post("/info", json={})
+    assert r.status_code == 200
+    assert app.executor.written_off == 40
+
+
+async def test_beyond_max_concurrency_a_short_queue_then_503_for_the_gateway(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from leptonic.photon import runner
+
+    monkeypatch.setattr(runner, "QUEUE_WAIT_S", 0.1)
+    photon = Hangs()
+    app = build_app(photon, ready=True, max_concurrency=2, max_queue=1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://replica", timeout=10) as c:
+        busy = [asyncio.ensure_future(c.post("/hang", json={})) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(c.post("/info", json={}))
+        await asyncio.sleep(0.01)
+        r = await c.post("/info", json={})        # the queue (1) is full: 503 at once
+        assert r.status_code == 503
+        assert r.headers["x-leptonic-saturated"] == "1"
+        assert r.headers["retry-after"] == "1"
+        assert "limit of 2 requests" in r.json()["detail"]
+        assert (await queued).status_code == 503  # waited 0.1 s, no slot came free
+        assert [x.status_code for x in await asyncio.gather(*busy)] == [504, 504]
+        assert (await c.post("/info", json={})).status_code == 200
+    photon.release.set()
+    await app.shutdown()
+
+
+async def test_a_replica_whose_every_worker_hangs_fails_its_probes() -> None:
+    photon = Hangs()
+    app = build_app(photon, ready=True, max_concurrency=1)
+    app.executor.max_written_off = 1
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://replica", timeout=10) as c:
+        assert (await c.get("/readyz")).status_code == 200
+        for _ in range(2):
+            assert (await c.post("/hang", json={})).status_code == 504
+        await asyncio.sleep(0.45)        # twice the timeout
+        for path in ("/readyz", "/healthz"):
+            r = await c.get(path)
+            assert r.status_code == 503
+            assert r.headers["x-leptonic-stuck"] == "1"
+    photon.release.set()
     await app.shutdown()
