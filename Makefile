@@ -37,7 +37,9 @@ install: $(STAMP) $(WEB_STAMP)
 sysdeps:
 	@.ci/sysdeps.sh
 
+# bubblewrap: the sandbox photons run in (installed when missing and root/sudo allows)
 up: install
+	@.ci/sysdeps.sh run
 	$(BIN)/leptonic up --data-dir $(DATA_DIR) --port $(PORT)
 
 lint: install

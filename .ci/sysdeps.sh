@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# System packages the browser and Prometheus tests need, from Debian: chromium (driven by
-# Playwright through /usr/bin/chromium) and prometheus (scrapes a real `leptonic up`).
+# System packages from Debian: bubblewrap (the sandbox user code runs in; `make up` needs
+# it too, SYSDEPS=run), chromium (driven by Playwright through /usr/bin/chromium) and
+# prometheus (scrapes a real `leptonic up`) for the browser and Prometheus tests.
 # Installs only what is missing; quiet when everything is there. Without root it uses
 # sudo; where neither works it warns, and the tests that need them skip locally — unless
 # LEPTONIC_REQUIRE_SYSTEM_DEPS=1 (CI), where a missing package is an error.
 set -euo pipefail
 need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+if [ "${1:-}" != "run" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -456,7 +456,9 @@ class PhotonApp:
                 result = await ep.batcher.submit(kwargs)
             elif ep.is_async:
                 try:
-                    result = await asyncio.wait_for(ep.fn(**kwargs), ep.timeout)
+                    # a timer on this task, not a task of its own (wait_for): cheap per call
+                    async with asyncio.timeout(ep.timeout):
+                        result = await ep.fn(**kwargs)
                 except TimeoutError:
                     raise HandlerTimeout(ep.timeout) from None
             else:
@@ -695,7 +697,8 @@ async def _aiter_async(agen: Any, timeout_s: float | None = None
     try:
         while True:
             try:
-                item = await asyncio.wait_for(anext(it), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    item = await anext(it)
             except StopAsyncIteration:
                 return
             except TimeoutError:

@@ -44,6 +44,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _runner_pid(popen: subprocess.Popen[bytes], timeout_s: float = 5.0) -> int:
+    """The runner process under a sandbox wrapper (bwrap forks it), once it has exec'd."""
+    deadline = time.monotonic() + timeout_s
+    top = psutil.Process(popen.pid)
+    while time.monotonic() < deadline and popen.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            for child in top.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    cmd = child.cmdline()
+                    if "leptonic.photon.runner" in cmd and "bwrap" not in Path(cmd[0]).name \
+                            and "setpriv" not in Path(cmd[0]).name:
+                        return int(child.pid)
+        time.sleep(0.01)
+    return popen.pid        # it died at once (the log says why) or is slow: the wrapper
+
+
 def runner_args(launch: ReplicaLaunch) -> list[str]:
     """The runner's flags for a launch's limits, timeouts and error policy."""
     args: list[str] = []
@@ -69,6 +85,7 @@ class _Proc:
         self.ps = ps
         self.handle = handle
         self.memory_mb = memory_mb
+        self.pgid: int | None = None        # the process group: sandbox and runner alike
         self.killed: tuple[str, str] | None = None     # (reason, message) once we killed it
         self._tree: list[psutil.Process] = []
         self._tree_at = -1e9
@@ -78,8 +95,7 @@ class _Proc:
         if now - self._tree_at > _TREE_REFRESH_S:
             self._tree_at = now
             try:
-                top = self.ps or psutil.Process(self.pid)
-                self.ps = self.ps or top
+                top = psutil.Process(self.pgid or self.pid)
                 self._tree = [top, *top.children(recursive=True)]
             except psutil.Error:
                 self._tree = []
@@ -95,6 +111,13 @@ class _Proc:
             return self.popen.pid
         assert self.ps is not None
         return self.ps.pid
+
+    def killpg(self, sig: int) -> None:
+        """Signal the replica's whole process group (sandbox, runner, its children)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.pgid is None:
+                self.pgid = os.getpgid(self.pid)
+            os.killpg(self.pgid, sig)
 
     def returncode(self) -> tuple[bool, int | None]:
         if self.popen is not None:
@@ -150,10 +173,14 @@ class LocalBackend:
                 self._spawn, iso, cmd, env, bundle, log_path, launch, port)
         except OSError as exc:
             raise BackendError(f"cannot start replica {launch.replica_id}: {exc}") from exc
+        # the runner's own pid (inside a sandbox it is a grandchild of the one started)
+        pid = await asyncio.to_thread(_runner_pid, popen) if prepared.argv[0] != cmd[0] \
+            else popen.pid
         handle = ReplicaHandle(replica_id=launch.replica_id, node=self.node,
-                               url=f"http://{self.host}:{port}", pid=popen.pid, port=port,
+                               url=f"http://{self.host}:{port}", pid=pid, port=port,
                                log_path=str(log_path))
         self._procs[launch.replica_id] = _Proc(popen, None, handle, launch.memory_mb)
+        self._procs[launch.replica_id].pgid = popen.pid
         log.info("started replica %s pid=%s port=%s uid=%s", launch.replica_id, popen.pid,
                  port, prepared.user if prepared.user is not None else os.getuid())
         return handle
@@ -184,9 +211,7 @@ class LocalBackend:
         proc = self._procs.pop(replica_id, None)
         if proc is None:
             return
-        pid = proc.pid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
+        proc.killpg(signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + grace_s
         while asyncio.get_running_loop().time() < deadline:
             alive, _ = proc.returncode()
@@ -195,8 +220,7 @@ class LocalBackend:
             await asyncio.sleep(0.05)
         else:
             log.warning("replica %s did not stop within %.1fs; killing", replica_id, grace_s)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            proc.killpg(signal.SIGKILL)
         if proc.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(proc.popen.wait, 5)
@@ -213,8 +237,7 @@ class LocalBackend:
                 proc.killed = ("OOMKilled", f"used {used:.0f} MiB of memory, over its limit "
                                             f"of {proc.memory_mb} MiB; killed")
                 log.warning("replica %s %s", replica_id, proc.killed[1])
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.killpg(signal.SIGKILL)
                 alive, rc = False, -signal.SIGKILL
         if not alive and proc.killed is not None:
             return ProcessState(replica_id, alive=False, exit_code=rc,
@@ -265,7 +288,7 @@ class LocalBackend:
         for ps in victims:
             log.warning("stopping orphaned replica process pid=%s", ps.pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(ps.pid, signal.SIGKILL)
+                os.killpg(os.getpgid(ps.pid), signal.SIGKILL)
             cmd = ps.info.get("cmdline") or []
             if "--replica-id" in cmd and cmd.index("--replica-id") + 1 < len(cmd):
                 await asyncio.to_thread(self.isolation.release,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -106,14 +107,15 @@ class RunningPlatform:
         return self.log_file.read_text(errors="replace") if self.log_file else ""
 
     def runner_pids(self) -> set[int]:
-        """Replica processes of this platform, found by the owner mark in their environment."""
+        """Replica processes of this platform (the runners, not their sandbox wrappers),
+        found by the owner mark on their command line."""
+        mark = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
         pids = set()
         for p in psutil.process_iter(["pid", "cmdline"]):
-            if "leptonic.photon.runner" not in (p.info.get("cmdline") or []):
-                continue
-            with contextlib.suppress(psutil.Error):
-                if p.environ().get("LEPTONIC_OWNER") == str(self.data_dir):
-                    pids.add(p.pid)
+            cmd = p.info.get("cmdline") or []
+            if "leptonic.photon.runner" in cmd and mark in cmd and \
+                    not Path(cmd[0]).name.startswith(("bwrap", "setpriv")):
+                pids.add(p.pid)
         return pids
 
     def kill_all_runners(self) -> None:
