@@ -146,9 +146,10 @@ class ReplicaObserver:
             update={"probe_failures": 0})
         delay = (new.next_restart_at or now) - now
         last = tail[-1].strip() if tail else ""
+        what = f"{reason}: {why}" if reason and reason != "Hung" else why
         await ctx.event(
             f"deployment/{r.deployment}", "ReplicaCrashed",
-            f"replica {r.id} {why} (exit code {exit_code}); restart in {delay:.1f}s"
+            f"replica {r.id} {what} (exit code {exit_code}); restart in {delay:.1f}s"
             + (f"; last log line: {last}" if last else ""), kind="Warning")
         log.warning("replica %s %s (exit code %s)", r.id, why, exit_code)
         return new

@@ -61,9 +61,10 @@ class Prepared:
     argv: list[str]
     cwd: str
     env: dict[str, str]
-    user: int | None
+    user: int | None            # for Popen (None: the sandbox switches, or no switch)
     group: int | None
     workdir: Path
+    run_uid: int | None = None  # the uid the user code ends up as
 
 
 def clean_env(env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -241,9 +242,9 @@ class Isolation:
         if self.sandbox:
             # the sandbox switches the uid itself (setpriv), after its mounts are made
             argv = self._bwrap(wd, target, home, ids, die_with_parent) + argv
-            return Prepared(argv, cwd, full_env, None, None, wd)
+            return Prepared(argv, cwd, full_env, None, None, wd, ids[0] if ids else None)
         return Prepared(argv, cwd, full_env, ids[0] if ids else None,
-                        ids[1] if ids else None, wd)
+                        ids[1] if ids else None, wd, ids[0] if ids else None)
 
     def release(self, key: str) -> None:
         """Remove ``WORK/key`` (the process has stopped)."""

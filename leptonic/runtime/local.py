@@ -182,7 +182,7 @@ class LocalBackend:
         self._procs[launch.replica_id] = _Proc(popen, None, handle, launch.memory_mb)
         self._procs[launch.replica_id].pgid = popen.pid
         log.info("started replica %s pid=%s port=%s uid=%s", launch.replica_id, popen.pid,
-                 port, prepared.user if prepared.user is not None else os.getuid())
+                 port, prepared.run_uid if prepared.run_uid is not None else os.getuid())
         return handle
 
     def _spawn(self, iso: Isolation, cmd: list[str], env: dict[str, str],

@@ -76,13 +76,13 @@ def test_hostile_photon_is_denied_everything(platform: RunningPlatform,
     assert p.api("GET", "/photons").json() == []
 
     # 2. a victim deployment with a secret env, and the hostile one beside it
-    p.cli("secret", "create", "victim-secret", input_text="s3cr3t-value\n")
+    p.cli("secret", "create", "VICTIM_TOKEN", input_text="s3cr3t-value\n")
     p.cli("photon", "create", "--name", "victim", "-m", "app.py:Hostile", "--path",
           str(_bundle(tmp_path, "victim")))
     p.cli("photon", "create", "--name", "hostile", "-m", "app.py:Hostile", "--path",
           str(_bundle(tmp_path, "hostile")))
     p.cli("deployment", "create", "--name", "victim", "--photon", "victim",
-          "--env", "VICTIM_SECRET=env-value-42", "--secret", "victim-secret")
+          "--env", "VICTIM_SECRET=env-value-42", "--secret", "VICTIM_TOKEN")
     p.cli("deployment", "create", "--name", "hostile", "--photon", "hostile")
     victim = p.wait_ready("victim", 1)[0]
     hostile = p.wait_ready("hostile", 1)[0]
