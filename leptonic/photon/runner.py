@@ -378,7 +378,10 @@ class PhotonApp:
     async def _handle(self, ep: _Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
         start = time.perf_counter()
-        if self._active >= self.max_concurrency and not await self._admit():
+        # a batched handler's requests hold no worker while they queue: its own bounded
+        # queue (429 with Retry-After past it) is their bound, so a batch can fill up
+        batched = ep.batcher is not None
+        if not batched and self._active >= self.max_concurrency and not await self._admit():
             code = await _send_problem(
                 send, 503, "Service unavailable",
                 f"this replica is at its limit of {self.max_concurrency} requests in "
@@ -386,18 +389,20 @@ class PhotonApp:
                 headers=[(SATURATED_HEADER, b"1"), (b"retry-after", b"1")], handler=ep.name)
             metrics.count(ep.name, code)
             return
-        self._active += 1
+        if not batched:
+            self._active += 1
         metrics.in_flight.inc()
         code = 500
         try:
             code = await self._respond(ep, scope, receive, send)
         finally:
-            self._active -= 1
-            while self._waiters:            # hand the slot to the longest waiting request
-                waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    break
+            if not batched:
+                self._active -= 1
+                while self._waiters:        # hand the slot to the longest waiting request
+                    waiter = self._waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
+                        break
             metrics.in_flight.dec()
             ep.timer.observe(time.perf_counter() - start)
             metrics.count(ep.name, code)

@@ -584,3 +584,18 @@ async def test_a_replica_whose_every_worker_hangs_fails_its_probes() -> None:
             assert r.headers["x-leptonic-stuck"] == "1"
     photon.release.set()
     await app.shutdown()
+
+
+async def test_batched_requests_are_bounded_by_their_queue_not_max_concurrency() -> None:
+    class Batched(Photon):
+        @handler(batch=8, max_wait_ms=50)
+        def double(self, x: list[int]) -> list[int]:
+            return [v * 2 for v in x]
+
+    app = build_app(Batched(), ready=True, max_concurrency=2, max_queue=0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://replica", timeout=10) as c:
+        rs = await asyncio.gather(*(c.post("/double", json={"x": i}) for i in range(8)))
+    assert [r.status_code for r in rs] == [200] * 8
+    assert [r.json() for r in rs] == [i * 2 for i in range(8)]
+    await app.shutdown()
