@@ -182,6 +182,9 @@ class Platform:
                 await asyncio.to_thread(self.store.delete_replica, r.id)
         await self.prober.aclose()
         await self.backend.close()
+        if "isolation" in self.__dict__:         # only if it was ever needed
+            with contextlib.suppress(OSError):
+                self.isolation.work_root.rmdir()   # empty once every replica stopped
 
     def local_node(self) -> Node:
         return Node(name="local", tier="datacenter",

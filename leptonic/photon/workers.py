@@ -67,6 +67,7 @@ class WorkerPool(Executor):
         self._workers: set[_Worker] = set()      # counted workers (not written off)
         self._idle = 0
         self._written_off = 0                    # written off and still running
+        self._off: set[_Worker] = set()
         self._shutdown = False
         self._ids = itertools.count(1)
 
@@ -117,6 +118,7 @@ class WorkerPool(Executor):
                 if w.job is not None and w.job.future is future:
                     w.written_off = True
                     self._workers.discard(w)
+                    self._off.add(w)
                     self._written_off += 1
                     break
             else:
@@ -125,13 +127,14 @@ class WorkerPool(Executor):
 
     # -- health ------------------------------------------------------------------------------
     def stuck(self, now: float | None = None) -> bool:
-        """Every worker is busy with a call past twice its timeout, and no more may be
-        written off: this replica cannot serve a sync handler again."""
+        """No more workers may be written off, and every thread, counted or written off,
+        is busy with a call past twice its timeout: this replica cannot serve a sync
+        handler again (a slow call still within twice its timeout may yet return)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             if self._written_off < self.max_written_off:
                 return False
-            for w in self._workers:
+            for w in (*self._workers, *self._off):
                 job = w.job
                 if job is None or job.timeout_s is None or job.started is None:
                     return False
@@ -195,6 +198,7 @@ class WorkerPool(Executor):
                 w.job = None
                 if w.written_off:       # replaced long ago: leave, freeing the slot
                     self._written_off -= 1
+                    self._off.discard(w)
                     return
                 self._idle += 1
             self._maybe_spawn()

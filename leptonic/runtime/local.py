@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 
 from leptonic.config import DataDir
-from leptonic.errors import BackendError
+from leptonic.errors import BackendError, LeptonicError
 from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
 from leptonic.runtime.isolation import Isolation, Prepared
@@ -209,7 +209,9 @@ class LocalBackend:
 
     async def stop(self, replica_id: str, grace_s: float = 10.0) -> None:
         proc = self._procs.pop(replica_id, None)
-        if proc is None:
+        if proc is None:        # gone already (e.g. lost across a restart): its work dir too
+            with contextlib.suppress(LeptonicError, OSError):
+                await asyncio.to_thread(self.isolation.release, replica_id)
             return
         proc.killpg(signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + grace_s

@@ -191,3 +191,27 @@ def test_memory_hog_is_killed_as_oomkilled(platform: RunningPlatform,
     # and it is replaced by a fresh replica
     again = p.wait_ready("hog", 1, timeout=60, exclude_pids={first["pid"]})
     assert again[0]["pid"] != first["pid"]
+
+
+def test_a_replica_whose_workers_all_hang_is_replaced(platform: RunningPlatform,
+                                                      tmp_path: Path) -> None:
+    p = platform
+    p.cli("photon", "create", "--name", "stuck", "-m", "app.py:Hostile", "--path",
+          str(_bundle(tmp_path, "stuck")))
+    # one worker, one write-off allowed: two hung calls leave nothing to serve with
+    p.cli("deployment", "create", "--name", "stuck", "--photon", "stuck",
+          "--max-concurrency", "1")
+    first = p.wait_ready("stuck", 1)[0]
+    for _ in range(2):
+        r = httpx.post(f"{p.url}/run/stuck/sleep", headers=p.headers, timeout=30,
+                       json={"seconds": 120})
+        assert r.status_code == 504
+    started = time.monotonic()
+    again = p.wait_ready("stuck", 1, timeout=30, exclude_pids={first["pid"]})
+    took = time.monotonic() - started
+    assert again[0]["pid"] != first["pid"]
+    assert took < 15, took                   # 2x the timeout, then 3 probes a second apart
+    events = p.cli("deployment", "events", "stuck", "--output", "json").stdout
+    assert "liveness" in events
+    r = httpx.post(f"{p.url}/run/stuck/info", headers=p.headers, json={}, timeout=30)
+    assert r.status_code == 200
