@@ -13,11 +13,9 @@ import functools
 import logging
 import os
 import signal
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-import psutil
 from prometheus_client import CollectorRegistry
 
 from leptonic.config import Settings
@@ -25,7 +23,6 @@ from leptonic.controller.context import ControllerContext
 from leptonic.controller.leader import Leadership, holder_id
 from leptonic.controller.loop import Controller, Routes
 from leptonic.controller.probes import HttpProber, Prober
-from leptonic.core.models import Node
 from leptonic.errors import LeptonicError
 from leptonic.gateway.proxy import Gateway
 from leptonic.gateway.routes import RouteTable
@@ -128,8 +125,6 @@ class Platform:
         swept = await asyncio.to_thread(self.artifacts.sweep_staging)
         if swept:
             log.info("removed %d half-uploaded bundle(s) left by a crash", swept)
-        await asyncio.to_thread(self.store.upsert_node, self.local_node())
-        self._heartbeat = asyncio.create_task(self._beat())
         self._follow_task = asyncio.create_task(self._sync_routes(), name="leptonic-routes")
         await self.leadership.start()
 
@@ -186,18 +181,6 @@ class Platform:
             with contextlib.suppress(OSError):
                 self.isolation.work_root.rmdir()   # empty once every replica stopped
 
-    def local_node(self) -> Node:
-        return Node(name="local", tier="datacenter",
-                    capacity={"cpu": float(os.cpu_count() or 1),
-                              "memory_mb": psutil.virtual_memory().total / 2**20},
-                    labels={"hostname": socket.gethostname()}, status="Ready",
-                    heartbeat_at=time.time())
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(10)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.store.upsert_node, self.local_node())
 
     # -- the ASGI app ---------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -18,16 +18,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from leptonic.controller.context import ControllerContext
+from leptonic.controller.nodes import HOLDING, allocated_by_node
 from leptonic.core.analysis import TrafficCounters
 from leptonic.core.autoscaler import AutoscaleInput, Sample, autoscale, initial_state
 from leptonic.core.models import (
     AutoscaleState,
     Deployment,
+    DeploymentPhase,
+    DeploymentSpec,
     DeploymentStatus,
+    Node,
     Replica,
     ReplicaState,
     Rollout,
@@ -53,6 +57,7 @@ from leptonic.core.rollout import (
     known_generation,
     plan_rollout,
 )
+from leptonic.core.scheduler import Placement, Request, place
 from leptonic.core.transitions import (
     ACTIVE_STATES,
     deployment_status,
@@ -100,6 +105,9 @@ class DeploymentReconciler:
         self._arrived: dict[str, int] = {}
         self._autoscale: dict[str, AutoscaleState] = {}
         self._published = asyncio.Event()
+        self.nodes: list[Node] = []                   # the node phase's latest snapshot
+        self._unschedulable: dict[str, str] = {}      # deployment -> why a start failed
+        self._told: dict[str, str] = {}               # the reason last sent as an event
 
     # -- the loop calls these ---------------------------------------------------------------
     def routes_published(self) -> None:
@@ -114,6 +122,8 @@ class DeploymentReconciler:
         self._samples.pop(name, None)
         self._arrived.pop(name, None)
         self._autoscale.pop(name, None)
+        self._unschedulable.pop(name, None)
+        self._told.pop(name, None)
 
     async def reconcile(self, d: Deployment, replicas: list[Replica],
                         rollout: Rollout | None = None) -> None:
@@ -152,8 +162,11 @@ class DeploymentReconciler:
 
         templates = {t.generation: t for t in (new.previous, new.stable, new.target)
                      if t is not None}
+        draining = {n.name for n in self.nodes if n.alive and n.control.draining}
+        evict = frozenset(r.id for r in replicas if r.node in draining)
         actions = plan(d, replicas, now, ctx.restart, targets=decision.targets,
-                       load=ctx.traffic.outstanding)
+                       load=ctx.traffic.outstanding, evict=evict)
+        self._unschedulable.pop(d.name, None)       # this tick's starts say it again
         by_id = {r.id: r for r in replicas}
         for action in actions:
             try:
@@ -166,12 +179,47 @@ class DeploymentReconciler:
         status = status.model_copy(update={
             "autoscale": scaled or None, "rollout": "" if new.id == 0 else new.phase.value,
             "message": _message(status, new)})
+        status = await self._placement_status(d, status)
         if _differs(status, d.status):
             await ctx.db(ctx.store.set_deployment_status, d.name, status)
             if status.phase != d.status.phase:
                 kind = "Warning" if status.phase in ("CrashLoop", "Degraded") else "Normal"
                 await ctx.event(f"deployment/{d.name}", f"Phase{status.phase}",
                                 status.message, kind)
+
+    async def _placement_status(self, d: Deployment, status: DeploymentStatus
+                                ) -> DeploymentStatus:
+        """A replica that found no node makes the deployment Unschedulable (while it has
+        fewer ready than desired), with the reason; said once as an event."""
+        reason = self._unschedulable.get(d.name)
+        if reason is None:
+            self._told.pop(d.name, None)
+            return status
+        if self._told.get(d.name) != reason:
+            self._told[d.name] = reason
+            await self.ctx.event(f"deployment/{d.name}", "Unschedulable", reason, "Warning")
+        if status.ready_replicas >= status.desired_replicas:
+            return status
+        return status.model_copy(update={"phase": DeploymentPhase.UNSCHEDULABLE,
+                                         "message": reason})
+
+    async def _place(self, name: str, spec: DeploymentSpec, replacing: str | None = None
+                     ) -> Placement:
+        """The node for one more replica of ``name``, from the latest nodes and what the
+        stored replicas hold on them now (so starts in one tick see each other); the
+        replica being ``replacing`` holds nothing."""
+        ctx = self.ctx
+        nodes = self.nodes or await ctx.backend.nodes()
+        replicas = [r for r in await ctx.db(ctx.store.list_replicas) if r.id != replacing]
+        held = allocated_by_node(replicas)
+        zero = {"cpu": 0.0, "memory_mb": 0.0, "gpu": 0.0}
+        nodes = [n.model_copy(update={"allocated": held.get(n.name, zero)}) for n in nodes]
+        spread = Counter(r.node for r in replicas if r.deployment == name
+                         and r.state in HOLDING)
+        placed = place(nodes, Request(name, spec.resources, spec.placement), spread)
+        if placed.node is None:
+            self._unschedulable[name] = placed.reason
+        return placed
 
     async def _delete(self, d: Deployment, replicas: list[Replica], now: float) -> None:
         ctx = self.ctx
@@ -305,7 +353,8 @@ class DeploymentReconciler:
                 self.forget(name)
                 await self.ctx.event(f"deployment/{name}", "Deleted", "deployment removed")
 
-    async def _launch(self, name: str, template: Template, replica_id: str) -> ReplicaLaunch:
+    async def _launch(self, name: str, template: Template, replica: Replica) -> ReplicaLaunch:
+        replica_id = replica.id
         spec = template.spec
         if spec.photon.startswith("builtin:"):
             entry, bundle = spec.photon, None
@@ -326,14 +375,17 @@ class DeploymentReconciler:
                              processes=limits.processes,
                              handler_timeout_s=spec.handler_timeout_s,
                              max_concurrency=spec.max_concurrency,
-                             debug_errors=spec.debug_errors)
+                             debug_errors=spec.debug_errors, node=replica.node,
+                             cpu_request=spec.resources.cpu,
+                             memory_request_mb=spec.resources.memory_mb,
+                             gpu_request=spec.resources.gpu)
 
     async def _run(self, name: str, template: Template, replica: Replica) -> Replica:
         """Persist the replica as starting, then start its process, then record where."""
         ctx = self.ctx
         await ctx.db(ctx.store.upsert_replica, replica)
         try:
-            launch = await self._launch(name, template, replica.id)
+            launch = await self._launch(name, template, replica)
             handle = await ctx.backend.start(launch)
         except LeptonicError as exc:
             failed = replica_exited(replica, None, exc.detail, ctx.clock(), ctx.restart)
@@ -346,23 +398,33 @@ class DeploymentReconciler:
         return started
 
     async def _start(self, d: Deployment, template: Template) -> None:
+        placed = await self._place(d.name, template.spec)
+        if placed.node is None:
+            return              # no row: the next tick tries again, the status says why
         now = self.ctx.clock()
         replica = Replica(id=new_replica_id(d.name), deployment=d.name,
                           photon_version=template.spec.photon_version,
                           generation=template.generation, state=ReplicaState.STARTING,
-                          created_at=now, started_at=now)
+                          created_at=now, started_at=now, node=placed.node,
+                          resources=template.spec.resources)
         r = await self._run(d.name, template, replica)
         await self.ctx.event(f"deployment/{d.name}", "ReplicaStarted",
-                             f"started replica {r.id} of generation {r.generation} "
-                             f"(pid {r.pid})")
+                             f"started replica {r.id} of generation {r.generation} on node "
+                             f"{r.node} (pid {r.pid})")
 
     async def _restart(self, d: Deployment, old: Replica, template: Template) -> None:
         await self.ctx.backend.stop(old.id, grace_s=0.5)   # make sure nothing lingers
+        # placed afresh: its node may be the reason it failed (lost, draining, full)
+        placed = await self._place(d.name, template.spec, replacing=old.id)
+        if placed.node is None:
+            return              # stays failed; tried again next tick
         replica = replica_restarted(old, self.ctx.clock()).model_copy(update={
-            "photon_version": template.spec.photon_version, "probe_failures": 0})
+            "photon_version": template.spec.photon_version, "probe_failures": 0,
+            "node": placed.node, "resources": template.spec.resources})
         r = await self._run(d.name, template, replica)
         await self.ctx.event(f"deployment/{d.name}", "ReplicaRestarted",
-                             f"restarted replica {r.id} (restart #{r.restarts}, pid {r.pid})")
+                             f"restarted replica {r.id} on node {r.node} (restart "
+                             f"#{r.restarts}, pid {r.pid})")
 
     async def _stop(self, r: Replica, reason: str, drain_s: float) -> None:
         if r.id in self._stopping:

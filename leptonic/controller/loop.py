@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.deployments import DeploymentReconciler
+from leptonic.controller.nodes import NodeObserver
 from leptonic.controller.phases import run_guarded
 from leptonic.controller.replicas import ReplicaObserver
 from leptonic.core.models import Deployment, Replica, ReplicaState, Rollout
@@ -38,6 +39,7 @@ class Controller:
         self.tick_s = tick_s
         self.observer = ReplicaObserver(ctx)
         self.reconciler = DeploymentReconciler(ctx)
+        self.node_observer = NodeObserver(ctx)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -145,11 +147,16 @@ class Controller:
         self.ticks += 1
         state: dict[str, list[Replica]] = {}
 
+        async def nodes() -> None:
+            replicas = await self.ctx.db(self.ctx.store.list_replicas)
+            self.reconciler.nodes = await self.node_observer.observe(replicas)
+
         async def observe() -> None:
             deployments = await self.ctx.db(self.ctx.store.list_deployments)
             replicas = await self.ctx.db(self.ctx.store.list_replicas)
             probes = {d.name: d.spec.probes for d in deployments}
-            state["replicas"] = await self.observer.observe(replicas, probes)
+            lost = {n.name for n in self.reconciler.nodes if not n.alive}
+            state["replicas"] = await self.observer.observe(replicas, probes, lost)
 
         async def reconcile() -> None:
             deployments = await self.ctx.db(self.ctx.store.list_deployments)
@@ -174,6 +181,7 @@ class Controller:
             self.publish(self.routes_of(deployments, replicas, rollouts))
             self.reconciler.routes_published()
 
+        await self._guarded("nodes", nodes)
         await self._guarded("observe", observe)
         await self._guarded("reconcile", reconcile)
         await self._guarded("publish", publish)

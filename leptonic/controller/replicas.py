@@ -35,12 +35,16 @@ class ReplicaObserver:
         self._last_probe: dict[str, float] = {}
         self._unanswered: dict[str, int] = {}
         self._probes: dict[str, asyncio.Task[ProbeResult]] = {}
+        self._lost: frozenset[str] | set[str] = frozenset()
 
     async def observe(self, replicas: list[Replica],
-                      probes: Mapping[str, ProbeSpec] | None = None) -> list[Replica]:
+                      probes: Mapping[str, ProbeSpec] | None = None,
+                      lost_nodes: frozenset[str] | set[str] = frozenset()) -> list[Replica]:
         """Return the replicas with fresh states; changed ones are already persisted.
-        ``probes`` holds each deployment's probe settings (defaults where missing)."""
+        ``probes`` holds each deployment's probe settings (defaults where missing); a
+        replica on one of ``lost_nodes`` has failed with its node."""
         probes = probes or {}
+        self._lost = lost_nodes
         now = self.ctx.clock()
         for r in replicas:
             spec = probes.get(r.deployment, _DEFAULT)
@@ -91,6 +95,10 @@ class ReplicaObserver:
             return r
         ctx = self.ctx
         now = ctx.clock()
+        if r.node in self._lost:
+            await ctx.backend.stop(r.id, grace_s=0.0)    # nothing of it may linger
+            return await self._failed(r, None, f"was lost with node {r.node}", now,
+                                      reason="NodeLost")
         proc = await ctx.backend.poll(r.id)
         if not proc.alive:
             if proc.reason:

@@ -111,6 +111,41 @@ class DeploymentPhase(StrEnum):
     CRASH_LOOP = "CrashLoop"  # replicas keep failing; see message/last_error
     STOPPED = "Stopped"       # scaled to zero replicas
     DELETING = "Deleting"     # delete asked; replicas being stopped
+    UNSCHEDULABLE = "Unschedulable"   # no node fits a replica; the message says why
+
+
+# -- where replicas run (parts of DeploymentSpec) ---------------------------------------
+
+TIERS = ("datacenter", "edge")
+
+
+class Tier(StrEnum):
+    DATACENTER = "datacenter"   # core nodes for large work
+    EDGE = "edge"               # light nodes near users, small latency-sensitive work
+    ANY = "any"
+
+
+class Resources(BaseModel):
+    """What one replica asks of its node; placement counts it against the node's capacity
+    (the Ray runtime also reserves it with Ray)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(default=0.0, ge=0, le=4096)          # cores, fractions allowed
+    memory_mb: int = Field(default=0, ge=0, le=16 * 1024 * 1024)
+    gpu: float = Field(default=0.0, ge=0, le=64)
+
+    def is_zero(self) -> bool:
+        return not (self.cpu or self.memory_mb or self.gpu)
+
+
+class PlacementSpec(BaseModel):
+    """Which nodes a deployment's replicas may run on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: Tier = Tier.ANY
+    node_selector: dict[str, str] = Field(default_factory=dict)   # node labels to match
 
 
 # -- how a deployment changes, scales and is checked (parts of DeploymentSpec) ----------
@@ -242,6 +277,8 @@ class DeploymentSpec(BaseModel):
     # requests in progress per replica; as many again wait briefly, then 503
     max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=10_000)
     debug_errors: bool = False       # a handler's exception message goes to its caller
+    resources: Resources = Field(default_factory=Resources)
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
 
 
 class AutoscaleState(BaseModel):
@@ -298,6 +335,7 @@ class Replica(BaseModel):
     ready_at: float | None = None
     next_restart_at: float | None = None
     probe_failures: int = 0         # probes failed in a row; no traffic while above 0
+    resources: Resources | None = None   # what it holds on its node (placement counts it)
 
 
 class Deployment(BaseModel):
@@ -429,10 +467,45 @@ class Event(BaseModel):
     message: str = ""
 
 
+class NodeState(StrEnum):
+    READY = "Ready"             # alive and takes new replicas
+    NOT_READY = "NotReady"      # not answering: its replicas are replaced elsewhere
+    CORDONED = "Cordoned"       # alive, takes no new replicas, keeps its own
+    DRAINING = "Draining"       # alive, takes no new replicas, its own are moved elsewhere
+
+
+class NodeControl(BaseModel):
+    """What an admin asked of a node (written by the API only)."""
+
+    cordoned: bool = False
+    draining: bool = False
+
+
 class Node(BaseModel):
+    """A machine (or Ray node) that runs replicas. Observed by the controller from the
+    runtime; ``control`` is the admin's half, stored apart so neither overwrites the other.
+
+    ``capacity`` and ``allocated`` use the keys ``cpu`` (cores), ``memory_mb`` and ``gpu``.
+    """
+
     name: str
-    tier: str = "datacenter"         # "datacenter" | "edge"
+    id: str = ""                     # the runtime's own id (Ray node id)
+    tier: str = "datacenter"         # "datacenter" | "edge", from the node label ``tier``
+    address: str = ""                # where its replicas listen (IP)
     capacity: dict[str, float] = Field(default_factory=dict)
+    allocated: dict[str, float] = Field(default_factory=dict)   # by leptonic's replicas
+    gpu_model: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-    status: str = "Ready"
-    heartbeat_at: float = 0.0
+    alive: bool = True
+    status: str = "Ready"            # NodeState, from alive + control
+    heartbeat_at: float = 0.0        # last time the runtime saw it alive
+    control: NodeControl = Field(default_factory=NodeControl)
+
+    def state(self) -> NodeState:
+        if not self.alive:
+            return NodeState.NOT_READY
+        if self.control.draining:
+            return NodeState.DRAINING
+        if self.control.cordoned:
+            return NodeState.CORDONED
+        return NodeState.READY

@@ -58,10 +58,23 @@ def _surplus_first(replicas: list[Replica], load: Mapping[str, int] | None = Non
 
 
 def _scale(name: str, generation: int, want: int, current: list[Replica], now: float,
-           policy: RestartPolicy, load: Mapping[str, int] | None) -> list[Action]:
-    """Actions that bring one template's replicas to ``want``."""
+           policy: RestartPolicy, load: Mapping[str, int] | None,
+           evict: frozenset[str] = frozenset()) -> list[Action]:
+    """Actions that bring one template's replicas to ``want``. Replicas in ``evict`` (on a
+    draining node) are replaced the way a rolling update replaces old ones: a new replica
+    first, the evicted one stopped once enough others are ready."""
     actions: list[Action] = []
-    current = list(current)
+    leaving = [r for r in current if r.id in evict]
+    current = [r for r in current if r.id not in evict]
+    if leaving:
+        ready = sum(1 for r in current if r.state is ReplicaState.READY)
+        spare = ready + sum(1 for r in leaving if r.state is ReplicaState.READY) - want
+        for r in leaving:
+            if r.state is not ReplicaState.READY:
+                actions.append(StopReplica(r.id, "its node is draining"))
+        for r in _surplus_first([r for r in leaving if r.state is ReplicaState.READY]
+                                )[: max(0, spare)]:
+            actions.append(StopReplica(r.id, "its node is draining"))
     if len(current) < want:
         actions += [StartReplica(name, generation) for _ in range(want - len(current))]
     elif len(current) > want:
@@ -81,7 +94,8 @@ def _scale(name: str, generation: int, want: int, current: list[Replica], now: f
 
 def plan(deployment: Deployment, replicas: list[Replica], now: float,
          policy: RestartPolicy | None = None, *, targets: Mapping[int, int] | None = None,
-         load: Mapping[str, int] | None = None) -> list[Action]:
+         load: Mapping[str, int] | None = None,
+         evict: frozenset[str] = frozenset()) -> list[Action]:
     """Actions that move ``replicas`` toward ``deployment.spec``, given the time ``now``.
 
     ``replicas`` are this deployment's replica rows; a replica's ``generation`` says which
@@ -90,6 +104,7 @@ def plan(deployment: Deployment, replicas: list[Replica], now: float,
     it the current template (``status.template_generation``) gets ``spec.replicas`` and
     older templates are replaced without dropping below that many ready replicas.
     ``load`` (requests in flight per replica id) makes scale-downs pick idle replicas.
+    ``evict`` names replicas to move off their node (it is draining).
     """
     policy = policy or RestartPolicy()
     name = deployment.name
@@ -105,7 +120,7 @@ def plan(deployment: Deployment, replicas: list[Replica], now: float,
     if targets is not None:
         for gen, want in sorted(targets.items()):
             actions += _scale(name, gen, want, [r for r in active if r.generation == gen],
-                              now, policy, load)
+                              now, policy, load, evict)
         actions += [StopReplica(r.id, "its template is no longer wanted")
                     for r in active if r.generation not in targets]
         return actions
@@ -114,7 +129,7 @@ def plan(deployment: Deployment, replicas: list[Replica], now: float,
     desired = deployment.spec.replicas
     current = [r for r in active if r.generation == generation]
     old = [r for r in active if r.generation != generation]
-    actions = _scale(name, generation, desired, current, now, policy, load)
+    actions = _scale(name, generation, desired, current, now, policy, load, evict)
     stopped = {a.replica_id for a in actions if isinstance(a, StopReplica)}
     current = [r for r in current if r.id not in stopped]
 

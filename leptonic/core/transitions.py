@@ -41,7 +41,8 @@ class RestartPolicy:
         return float(min(self.max_s, self.base_s * self.factor ** (failures - 1)))
 
 
-_RUNTIME_FIELDS = {"limits", "handler_timeout_s", "max_concurrency", "debug_errors"}
+_RUNTIME_FIELDS = {"limits", "handler_timeout_s", "max_concurrency", "debug_errors",
+                   "resources", "placement"}
 
 
 def template_hash(spec: DeploymentSpec) -> str:

@@ -272,7 +272,7 @@ def node_stats(nodes: list[Node], local: str, now: float, down_after_s: float) -
     out = []
     for n in nodes:
         age = max(0.0, now - n.heartbeat_at)
-        stat = NodeStat(n.name, up=age <= down_after_s, heartbeat_age_s=age)
+        stat = NodeStat(n.name, up=n.alive and age <= down_after_s, heartbeat_age_s=age)
         if n.name == local:
             mem = psutil.virtual_memory()
             load1 = None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from leptonic.core.models import Node
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,10 @@ class ReplicaLaunch:
     handler_timeout_s: float | None = None
     max_concurrency: int | None = None
     debug_errors: bool = False
+    node: str | None = None             # the node placement chose (None: the runtime's own)
+    cpu_request: float = 0.0            # what placement counted on that node
+    memory_request_mb: int = 0
+    gpu_request: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,11 @@ class ProcessState:
 
 class Backend(Protocol):
     name: str
+
+    async def nodes(self) -> list[Node]:
+        """Every node this runtime has now: name, id, tier, address, capacity, labels and
+        whether it is alive (allocation and the admin's control are the controller's)."""
+        ...
 
     async def start(self, launch: ReplicaLaunch) -> ReplicaHandle:
         """Launch a replica and return at once; readiness is probed over HTTP later."""

@@ -8,6 +8,13 @@ from typing import Any
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
 
 
+def _fake_node() -> Any:
+    from leptonic.core.models import Node
+
+    return Node(name="fake", tier="datacenter", address="fake",
+                capacity={"cpu": 64.0, "memory_mb": 256 * 1024.0, "gpu": 0.0})
+
+
 @dataclass
 class FakeBackend:
     name: str = "fake"
@@ -19,6 +26,11 @@ class FakeBackend:
     logs: dict[str, list[str]] = field(default_factory=dict)
     fail_start: bool = False
     _next_pid: int = 1000
+    # one big node unless a test sets its own cluster
+    cluster: list[Any] = field(default_factory=lambda: [_fake_node()])
+
+    async def nodes(self) -> list[Any]:
+        return list(self.cluster)
 
     async def start(self, launch: ReplicaLaunch) -> ReplicaHandle:
         if self.fail_start:
@@ -28,7 +40,7 @@ class FakeBackend:
         self.alive[launch.replica_id] = True
         self._next_pid += 1
         port = 20000 + self._next_pid
-        return ReplicaHandle(launch.replica_id, "fake", f"http://fake:{port}",
+        return ReplicaHandle(launch.replica_id, launch.node or "fake", f"http://fake:{port}",
                              pid=self._next_pid, port=port)
 
     async def stop(self, replica_id: str, grace_s: float = 10.0) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 
 from leptonic.config import DataDir
+from leptonic.core.models import Node
 from leptonic.errors import BackendError, LeptonicError
 from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
@@ -42,6 +43,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def local_node(name: str = "local") -> Node:
+    return Node(name=name, id=name, tier="datacenter", address="127.0.0.1",
+                capacity={"cpu": float(os.cpu_count() or 1),
+                          "memory_mb": float(psutil.virtual_memory().total // 2**20),
+                          "gpu": 0.0},
+                labels={"hostname": socket.gethostname(), "tier": "datacenter"},
+                alive=True, heartbeat_at=time.time())
 
 
 def _runner_pid(popen: subprocess.Popen[bytes], timeout_s: float = 5.0) -> int:
@@ -154,6 +164,10 @@ class LocalBackend:
         elif not isinstance(iso, Isolation):
             iso = self._isolation = iso()
         return iso
+
+    async def nodes(self) -> list[Node]:
+        """This machine, as the one node: its real capacity, always alive while we run."""
+        return [local_node(self.node)]
 
     def log_path(self, replica_id: str) -> Path:
         return self.layout.logs / f"{replica_id}.log"

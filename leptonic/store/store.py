@@ -26,6 +26,7 @@ from leptonic.core.models import (
     Event,
     HandlerInfo,
     Node,
+    NodeControl,
     PhotonVersion,
     Replica,
 )
@@ -326,17 +327,48 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
 
     # -- nodes ----------------------------------------------------------------------------
     def upsert_node(self, node: Node) -> None:
-        data = node.model_dump(mode="json")
+        """Write what the controller observed of a node (its admin control is kept)."""
+        data = node.model_dump(mode="json", exclude={"control"})
         with self._tx() as conn:
             res = conn.execute(update(t.nodes).where(t.nodes.c.name == node.name)
                                .values(data=data))
             if res.rowcount == 0:
                 conn.execute(insert(t.nodes).values(name=node.name, data=data))
 
+    @staticmethod
+    def _node(row: Any) -> Node:
+        node = Node.model_validate(row.data)
+        control = NodeControl.model_validate(row.control or {})
+        return node.model_copy(update={"control": control, "status": node.model_copy(
+            update={"control": control}).state().value})
+
     def list_nodes(self) -> list[Node]:
         with self._tx() as conn:
-            rows = conn.execute(select(t.nodes.c.data).order_by(t.nodes.c.name)).scalars()
-            return [Node.model_validate(d) for d in rows]
+            rows = conn.execute(select(t.nodes.c.data, t.nodes.c.control)
+                                .order_by(t.nodes.c.name)).all()
+        return [self._node(r) for r in rows]
+
+    def get_node(self, name: str) -> Node:
+        """A node by name, or by its runtime id (or a unique prefix of it)."""
+        nodes = self.list_nodes()
+        for n in nodes:
+            if n.name == name:
+                return n
+        found = [n for n in nodes if n.id and len(name) >= 6 and n.id.startswith(name)]
+        if len(found) == 1:
+            return found[0]
+        raise NotFound(f"node {name!r} not found; `leptonic node list` shows the nodes")
+
+    def set_node_control(self, name: str, control: NodeControl) -> Node:
+        node = self.get_node(name)
+        with self._tx() as conn:
+            conn.execute(update(t.nodes).where(t.nodes.c.name == node.name)
+                         .values(control=control.model_dump(mode="json")))
+        return self.get_node(node.name)
+
+    def delete_node(self, name: str) -> None:
+        with self._tx() as conn:
+            conn.execute(delete(t.nodes).where(t.nodes.c.name == name))
 
     # -- tokens ---------------------------------------------------------------------------
     def add_token(self, name: str, token_hash: str, role: str,

@@ -65,7 +65,8 @@ events = Table(
 nodes = Table(
     "nodes", metadata,
     Column("name", String(128), primary_key=True),
-    Column("data", JSON, nullable=False),
+    Column("data", JSON, nullable=False),          # core.models.Node, controller-written
+    Column("control", JSON, nullable=True),        # core.models.NodeControl, API-written
 )
 
 tokens = Table(
