@@ -87,7 +87,8 @@ class Settings:
     database_url: str | None = None       # default: sqlite in the data dir
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
-    runtime: str = "local"
+    runtime: str = "local"              # "local" (subprocesses) | "ray" (a Ray cluster)
+    ray_address: str | None = None      # HOST:PORT of the cluster; None: start a local head
     # how user code is isolated (see runtime/isolation.py)
     isolation: str = "auto"
     run_as: str | None = None           # one user for all user code (root only)

@@ -23,7 +23,7 @@ from leptonic.controller.context import ControllerContext
 from leptonic.controller.leader import Leadership, holder_id
 from leptonic.controller.loop import Controller, Routes
 from leptonic.controller.probes import HttpProber, Prober
-from leptonic.errors import LeptonicError
+from leptonic.errors import InvalidInput, LeptonicError
 from leptonic.gateway.proxy import Gateway
 from leptonic.gateway.routes import RouteTable
 from leptonic.runtime.base import Backend
@@ -61,8 +61,7 @@ class Platform:
         self.gateway = Gateway(self.routes, authorize=self.verifier.authorize_run,
                                max_body_bytes=settings.max_body_bytes, registry=self.registry,
                                on_hold=lambda _: self.controller.wake())
-        self.backend: Backend = backend or LocalBackend(self.layout, host="127.0.0.1",
-                                                        isolation=lambda: self.isolation)
+        self.backend: Backend = backend or self._runtime()
         self.prober: Prober = prober or HttpProber()
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
                                      prober=self.prober, artifacts=self.artifacts,
@@ -81,6 +80,20 @@ class Platform:
         self.api = create_app(self)
 
     # -- wiring -----------------------------------------------------------------------
+    def _runtime(self) -> Backend:
+        s = self.settings
+        if s.runtime == "ray":
+            import hashlib
+
+            from leptonic.runtime.ray import RayBackend
+
+            # every control plane on this store marks its actors alike (HA across hosts)
+            mark = "lep-" + hashlib.sha256(s.db_url.encode()).hexdigest()[:10]
+            return RayBackend(self.layout, address=s.ray_address, owner_mark=mark)
+        if s.runtime != "local":
+            raise InvalidInput(f"unknown runtime {s.runtime!r}; use local or ray")
+        return LocalBackend(self.layout, host="127.0.0.1", isolation=lambda: self.isolation)
+
     @functools.cached_property
     def isolation(self) -> Isolation:
         """How user code runs (decided on first use: it may create the run user)."""
@@ -233,6 +246,16 @@ def run_platform(settings: Settings) -> None:
     if isolation.warning:
         log.warning("%s", isolation.warning)
     log.info("%s", isolation.describe())
+    connect = getattr(platform.backend, "connect", None)
+    if connect is not None:              # a cluster runtime: reach it before serving
+        try:
+            connect()
+        except LeptonicError as exc:
+            log.error("%s", exc.detail)
+            raise SystemExit(1) from exc
+    if settings.runtime == "ray":
+        log.info("runtime: ray (replicas run as actors on the cluster's nodes; photon code "
+                 "is isolated by Ray's worker processes, inspection as above)")
     token = ensure_admin_token(platform.store, layout)
     if token:
         log.info("created the admin token; it is in %s (mode 0600)", layout.admin_token)

@@ -48,6 +48,7 @@ class RunningPlatform:
     proc: subprocess.Popen[bytes] | None = None
     log_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)   # e.g. fast observe loops
+    args: list[str] = field(default_factory=list)             # more `leptonic up` flags
 
     @property
     def url(self) -> str:
@@ -74,7 +75,7 @@ class RunningPlatform:
         with self.log_file.open("ab") as out:      # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "leptonic", "up", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT,
+                 "--port", str(self.port), *self.args], stdout=out, stderr=subprocess.STDOUT,
                 env=self.env(), cwd=str(self.data_dir.parent))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -193,10 +194,12 @@ class RunningPlatform:
 
 
 @contextlib.contextmanager
-def running_platform(data_dir: Path, env: dict[str, str] | None = None
-                     ) -> Iterator[RunningPlatform]:
-    """A started ``leptonic up`` (with ``env`` added), stopped with all its replicas."""
-    p = RunningPlatform(data_dir, free_port(), extra_env=dict(env or {}))
+def running_platform(data_dir: Path, env: dict[str, str] | None = None,
+                     args: list[str] | None = None) -> Iterator[RunningPlatform]:
+    """A started ``leptonic up`` (with ``env`` and ``args`` added), stopped with all its
+    replicas."""
+    p = RunningPlatform(data_dir, free_port(), extra_env=dict(env or {}),
+                        args=list(args or []))
     p.start()
     try:
         yield p

@@ -1,0 +1,247 @@
+"""leptonic on a real multi-node Ray cluster (on one machine, loopback only).
+
+One ``ray.cluster_utils.Cluster`` per module: a head labelled ``tier=datacenter`` and two
+worker nodes labelled ``tier=edge``, all on 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+=0``, token auth off). ``leptonic up --runtime ray --ray-address`` joins it. Tests that
+remove a node add one back, so each starts from a head and two edge nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.e2e.harness import RunningPlatform, running_platform
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+class Ray:
+    """The module's cluster, with the edge nodes it has now."""
+
+    def __init__(self) -> None:
+        os.environ.update(RAY_ENV)
+        self.cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 2, "labels": {"tier": "datacenter"}, "node_ip_address": "127.0.0.1"})
+        self.edges: list[Any] = []
+        for _ in range(2):
+            self.add_edge()
+
+    def add_edge(self) -> Any:
+        node = self.cluster.add_node(num_cpus=2, labels={"tier": "edge"},
+                                     node_ip_address="127.0.0.1")
+        self.edges.append(node)
+        return node
+
+    def remove(self, node: Any) -> None:
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.edges.remove(node)
+
+    def edge_ids(self) -> set[str]:
+        return {n.node_id for n in self.edges}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Ray]:
+    saved = {k: os.environ.get(k) for k in RAY_ENV}
+    r = Ray()
+    try:
+        yield r
+    finally:
+        r.cluster.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def platform(cluster: Ray, tmp_path: Path) -> Iterator[RunningPlatform]:
+    while len(cluster.edges) < 2:                   # a test before may have removed one
+        cluster.add_edge()
+    with running_platform(tmp_path / "data", RAY_ENV, ["--runtime", "ray", "--ray-address",
+                                                      cluster.cluster.address]) as p:
+        yield p
+    # nothing of this platform may be left on the cluster
+    left = [n for n in ray_named_actors(cluster) if n.startswith("lep-")]
+    assert left == [], left
+
+
+def ray_named_actors(cluster: Ray) -> list[str]:
+    import ray as ray_mod
+
+    if not ray_mod.is_initialized():
+        ray_mod.init(address=cluster.cluster.address, namespace="leptonic",
+                     log_to_driver=False)
+    return list(ray_mod.util.list_named_actors())
+
+
+def nodes(p: RunningPlatform) -> dict[str, dict[str, Any]]:
+    return {n["id"]: n for n in p.api("GET", "/nodes").json()}
+
+
+def wait_nodes(p: RunningPlatform, want: int, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = {k: v for k, v in nodes(p).items() if v["status"] == "Ready"}
+        if len(found) >= want:
+            return found
+        time.sleep(0.2)
+    raise TimeoutError(f"not {want} ready nodes: {nodes(p)}")
+
+
+def deploy_edge(p: RunningPlatform, name: str = "echo", replicas: int = 2) -> None:
+    r = p.api("POST", "/deployments", json={
+        "name": name, "photon": "builtin:echo", "replicas": replicas,
+        "placement": {"tier": "edge"}, "resources": {"cpu": 0.5}})
+    assert r.status_code == 201, r.text
+
+
+def test_every_ray_node_is_a_leptonic_node_on_loopback(platform: RunningPlatform,
+                                                       cluster: Ray) -> None:
+    p = platform
+    found = wait_nodes(p, 3)
+    tiers = sorted(n["tier"] for n in found.values())
+    assert tiers == ["datacenter", "edge", "edge"]
+    assert {n["address"] for n in found.values()} == {"127.0.0.1"}
+    assert {k for k, n in found.items() if n["tier"] == "edge"} == cluster.edge_ids()
+    for n in found.values():
+        assert n["capacity"]["cpu"] == 2.0
+        assert n["capacity"]["memory_mb"] > 0
+    deploy_edge(p)
+    ready = p.wait_ready("echo", 2)
+    # nothing of ours listens anywhere but loopback: the platform and its replicas
+    ours = {p.proc.pid, *(r["pid"] for r in ready)}
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in ours:
+            assert conn.laddr.ip in ("127.0.0.1", "::1"), conn
+
+
+def test_edge_replicas_spread_and_survive_losing_a_node(platform: RunningPlatform,
+                                                        cluster: Ray) -> None:
+    p = platform
+    wait_nodes(p, 3)
+    deploy_edge(p)
+    ready = p.wait_ready("echo", 2)
+    by_node = {r["node"]: r for r in ready}
+    assert len(by_node) == 2                       # two replicas, two different nodes
+    edge_names = {n["name"] for n in nodes(p).values() if n["tier"] == "edge"}
+    assert set(by_node) == edge_names
+    victim_node = next(n for n in cluster.edges)
+    victim_name = next(n["name"] for n in nodes(p).values() if n["id"] == victim_node.node_id)
+    victim_pid = by_node[victim_name]["pid"]
+
+    removed_at: list[float] = []
+
+    async def during(i: int) -> None:
+        if i == 150:
+            await asyncio.to_thread(cluster.remove, victim_node)
+            removed_at.append(time.monotonic())
+        await asyncio.sleep(0.005)
+
+    result = asyncio.run(p.load("echo", "echo", 900, concurrency=4, during=during))
+    assert result.failed == []
+    assert result.ok == 900
+    # both replicas ready again, on the surviving edge node; the lost one's process gone
+    survivor = next(iter(edge_names - {victim_name}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready = [r for r in p.replicas("echo") if r["state"] == "ready"]
+        if len(ready) == 2 and {r["node"] for r in ready} == {survivor}:
+            break
+        time.sleep(0.2)
+    assert sorted(r["node"] for r in ready) == [survivor, survivor]
+    assert not psutil.pid_exists(victim_pid)
+    assert nodes(p)[victim_node.node_id]["status"] == "NotReady"
+
+
+def test_edge_only_deployment_waits_for_an_edge_node(platform: RunningPlatform,
+                                                     cluster: Ray) -> None:
+    p = platform
+    wait_nodes(p, 3)
+    for node in list(cluster.edges):
+        cluster.remove(node)
+    deadline = time.monotonic() + 20
+    while any(n["status"] == "Ready" and n["tier"] == "edge" for n in nodes(p).values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    deploy_edge(p, replicas=1)
+    deadline = time.monotonic() + 20
+    while True:
+        d = p.api("GET", "/deployments/echo").json()
+        if d["status"]["phase"] == "Unschedulable":
+            break
+        assert time.monotonic() < deadline, d["status"]
+        time.sleep(0.2)
+    assert d["status"]["message"].startswith("Unschedulable: no ready edge node with 0.5 CPU")
+    cluster.add_edge()
+    ready = p.wait_ready("echo", 1, timeout=60)
+    assert nodes(p)[next(iter(cluster.edge_ids()))]["name"] == ready[0]["node"]
+
+
+def test_control_plane_kill9_readopts_actors(platform: RunningPlatform,
+                                             cluster: Ray) -> None:
+    p = platform
+    wait_nodes(p, 3)
+    deploy_edge(p)
+    before = {r["id"]: r["pid"] for r in p.wait_ready("echo", 2)}
+    p.kill9()
+    p.start()
+    time.sleep(2)                                   # a few ticks of the new controller
+    after = {r["id"]: r["pid"] for r in p.wait_ready("echo", 2)}
+    assert after == before                          # same actors, no duplicate
+    ours = [n for n in ray_named_actors(cluster) if n.startswith("lep-")]
+    assert len(ours) == 2, ours
+    r = httpx.post(f"{p.url}/run/echo/echo", headers=p.headers, json={"text": "x"})
+    assert r.status_code == 200
+
+
+def test_cordon_and_drain_move_replicas_without_failures(platform: RunningPlatform,
+                                                         cluster: Ray) -> None:
+    p = platform
+    wait_nodes(p, 3)
+    deploy_edge(p, replicas=1)
+    [first] = p.wait_ready("echo", 1)
+    other = next(n for n in nodes(p).values() if n["tier"] == "edge"
+                 and n["name"] != first["node"])
+    assert p.api("POST", f"/nodes/{other['name']}/cordon").status_code == 200
+    assert p.api("PATCH", "/deployments/echo", json={"replicas": 2}).status_code == 200
+    ready = p.wait_ready("echo", 2)
+    assert {r["node"] for r in ready} == {first["node"]}      # cordoned: nothing new there
+    assert p.api("POST", f"/nodes/{other['name']}/uncordon").status_code == 200
+
+    drained: list[bool] = []
+
+    async def during(i: int) -> None:
+        if i == 50:
+            r = await asyncio.to_thread(p.api, "POST", f"/nodes/{first['node']}/drain")
+            drained.append(r.status_code == 200)
+        await asyncio.sleep(0.01)
+
+    result = asyncio.run(p.load("echo", "echo", 600, concurrency=4, during=during))
+    assert drained == [True]
+    assert result.failed == []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready = [r for r in p.replicas("echo") if r["state"] == "ready"]
+        if len(ready) == 2 and {r["node"] for r in ready} == {other["name"]}:
+            break
+        time.sleep(0.2)
+    assert {r["node"] for r in ready} == {other["name"]}
+    assert nodes(p)[next(n["id"] for n in nodes(p).values()
+                         if n["name"] == first["node"])]["status"] == "Draining"
+    assert p.api("POST", "/nodes/no-such-node/cordon").status_code == 404
