@@ -2,7 +2,7 @@
 
     viewer     reads everything except users, tokens and the audit log
     developer  viewer + creates/updates/deletes photons, deployments, jobs, secrets
-    admin      developer + users, API tokens, the audit log
+    admin      developer + users, API tokens, the audit log, cordoning and draining nodes
 
 Every route has an explicit rule in ``RULES`` (a test walks the app and fails on a route
 without one). A route missing from the table still gets a safe default at run time:
@@ -61,6 +61,10 @@ RULES: dict[tuple[str, str], Role | None] = {
     # cluster
     ("GET", "/api/v1/replicas"): V,
     ("GET", "/api/v1/nodes"): V,
+    ("GET", "/api/v1/nodes/{name}"): V,
+    ("POST", "/api/v1/nodes/{name}/cordon"): A,
+    ("POST", "/api/v1/nodes/{name}/uncordon"): A,
+    ("POST", "/api/v1/nodes/{name}/drain"): A,
     ("GET", "/api/v1/events"): V,
     # auth
     ("POST", "/api/v1/auth/login"): PUBLIC,

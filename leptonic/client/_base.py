@@ -33,6 +33,7 @@ from leptonic.core.models import (
     Deployment,
     DeploymentPhase,
     Event,
+    Node,
     PhotonVersion,
     Replica,
     Rollout,
@@ -681,8 +682,8 @@ class _API:
     def update_deployment(self, name: str, *, no_autoscaling: bool = False,
                           **fields: Any) -> Any:
         """Change any of ``replicas``, ``photon``, ``env``, ``strategy``, ``autoscaling``,
-        ``probes``... (PATCH; the fields given of ``strategy``, ``autoscaling`` and
-        ``probes`` replace the current ones) -> ``Deployment``. A changed photon or env
+        ``probes``, ``resources``, ``placement``... (PATCH; the fields given of these
+        objects replace the current ones) -> ``Deployment``. A changed photon or env
         is rolled out by the deployment's strategy."""
         body = {k: v for k, v in fields.items() if v is not None}
         if no_autoscaling:
@@ -741,6 +742,28 @@ class _API:
         """The events of a deployment -> ``list[Event]``."""
         return self._run(Call("GET", f"/deployments/{_seg(name)}/events",
                               _model(list[Event]), params={"limit": limit}))
+
+    # nodes
+    def list_nodes(self) -> Any:
+        """The nodes replicas may run on, with tier, capacity, what is allocated and their
+        state (``Ready``, ``NotReady``, ``Cordoned``, ``Draining``) -> ``list[Node]``."""
+        return self._run(Call("GET", "/nodes", _model(list[Node])))
+
+    def get_node(self, name: str) -> Any:
+        """A node by name or runtime id (or a unique prefix of it) -> ``Node``."""
+        return self._run(Call("GET", f"/nodes/{_seg(name)}", _model(Node)))
+
+    def cordon_node(self, name: str) -> Any:
+        """No new replicas on the node; those it runs stay -> ``Node``."""
+        return self._run(Call("POST", f"/nodes/{_seg(name)}/cordon", _model(Node)))
+
+    def uncordon_node(self, name: str) -> Any:
+        """Let the node take new replicas again (ends a drain too) -> ``Node``."""
+        return self._run(Call("POST", f"/nodes/{_seg(name)}/uncordon", _model(Node)))
+
+    def drain_node(self, name: str) -> Any:
+        """Cordon the node and move its replicas to other nodes -> ``Node``."""
+        return self._run(Call("POST", f"/nodes/{_seg(name)}/drain", _model(Node)))
 
     # auth: sessions, users, tokens, secrets, audit
     def login(self, username: str, password: str) -> Any:

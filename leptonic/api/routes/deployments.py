@@ -20,12 +20,15 @@ from leptonic.core.models import (
     Event,
     LimitsSpec,
     PhotonRef,
+    PlacementSpec,
     ProbeSpec,
     Replica,
+    Resources,
     StrategySpec,
     check_env_bounds,
     check_name,
 )
+from leptonic.core.scheduler import too_large
 from leptonic.errors import Conflict, InvalidInput, NotFound
 from leptonic.observe.logs import compile_grep, follow, search_file
 
@@ -53,6 +56,10 @@ class DeploymentCreate(BaseModel):
     handler_timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     debug_errors: bool | None = None
+    resources: Resources | None = Field(default=None, description="cpu, memory_mb, gpu "
+                                        "one replica needs of its node")
+    placement: PlacementSpec | None = Field(default=None, description="which nodes may run "
+                                            "the replicas: tier, node_selector (labels)")
 
 
 class DeploymentPatch(BaseModel):
@@ -77,6 +84,11 @@ class DeploymentPatch(BaseModel):
     handler_timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     debug_errors: bool | None = None
+    resources: Resources | None = Field(default=None,
+                                        description="fields given replace the current ones")
+    placement: PlacementSpec | None = Field(
+        default=None, description="fields given replace the current ones (a node_selector "
+                                  "given replaces the whole selector)")
 
 
 def _deep_merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -90,13 +102,14 @@ def _deep_merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _merged(kind: type[BaseModel], current: BaseModel | None,
-            given: BaseModel | dict[str, Any]) -> Any:
-    """``given``'s fields (those the client sent) over ``current``, validated again."""
+            given: BaseModel | dict[str, Any], *, deep: bool = True) -> Any:
+    """``given``'s fields (those the client sent) over ``current``, validated again;
+    with ``deep=False`` a field given (a whole mapping too) replaces the current one."""
     base = current.model_dump(mode="json") if current is not None else {}
     if isinstance(given, BaseModel):
         given = given.model_dump(mode="json", exclude_unset=True)
     try:
-        return kind.model_validate(_deep_merge(base, given))
+        return kind.model_validate(_deep_merge(base, given) if deep else {**base, **given})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -111,7 +124,27 @@ def _short(key: str, value: Any) -> str:
                 f"{value.target_concurrency:g} in flight each")
     if isinstance(value, ProbeSpec):
         return f"probes every {value.period_s:g}s"
+    if isinstance(value, Resources):
+        asks = [f"{value.cpu:g} CPU"] if value.cpu else []
+        asks += [f"{value.memory_mb} MiB"] if value.memory_mb else []
+        asks += [f"{value.gpu:g} GPU"] if value.gpu else []
+        return f"resources={' '.join(asks) or 'none'}"
+    if isinstance(value, PlacementSpec):
+        where = [f"tier {value.tier.value}"]
+        where += [f"{k}={v}" for k, v in sorted(value.node_selector.items())]
+        return f"placement={' '.join(where)}"
     return f"{key}={value}"
+
+
+def _check_fits(platform: Any, resources: Resources) -> Resources:
+    """Refuse a replica no node of the cluster could ever hold (a node that is down does
+    not count; one that is merely full does: it may free up)."""
+    alive = [n for n in platform.store.list_nodes() if n.alive]
+    why = too_large(alive, resources)
+    if why is not None:
+        raise InvalidInput(f"resources: {why}; ask for less, or add a larger node "
+                           "(`leptonic node list` shows them)")
+    return resources
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
@@ -155,8 +188,11 @@ def create_deployment(body: DeploymentCreate,
         ("strategy", body.strategy), ("autoscaling", body.autoscaling),
         ("probes", body.probes), ("drain_timeout_s", body.drain_timeout_s),
         ("limits", body.limits), ("handler_timeout_s", body.handler_timeout_s),
-        ("max_concurrency", body.max_concurrency), ("debug_errors", body.debug_errors))
+        ("max_concurrency", body.max_concurrency), ("debug_errors", body.debug_errors),
+        ("resources", body.resources), ("placement", body.placement))
         if v is not None}
+    if body.resources is not None:
+        _check_fits(platform, body.resources)
     spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
                           env=_check_env(body.env),
                           secrets=_check_secrets(platform, body.secrets), public=body.public,
@@ -211,6 +247,12 @@ def update_deployment(name: str, body: DeploymentPatch,
     for key in ("handler_timeout_s", "max_concurrency", "debug_errors"):
         if getattr(body, key) is not None:
             changes[key] = getattr(body, key)
+    if body.resources is not None:
+        changes["resources"] = _check_fits(platform, _merged(
+            Resources, current.spec.resources, body.resources))
+    if body.placement is not None:
+        changes["placement"] = _merged(PlacementSpec, current.spec.placement, body.placement,
+                                       deep=False)
     if body.replicas is not None and current.spec.autoscaling is not None \
             and changes.get("autoscaling", current.spec.autoscaling) is not None:
         a = current.spec.autoscaling
