@@ -13,7 +13,7 @@ from leptonic.cli._output import age, clock, console, fields, show, table
 from leptonic.cli.replica import replicas_table
 from leptonic.cli.rollout import spec_options
 from leptonic.client import Client
-from leptonic.core.models import Deployment, Event
+from leptonic.core.models import Deployment, Event, PlacementSpec, Resources
 
 app = typer.Typer(help="Deployments: a photon version running as replicas behind the gateway.",
                   no_args_is_help=True)
@@ -58,6 +58,22 @@ def deployments_table(deployments: list[Deployment]) -> object:
                   for d in deployments])
 
 
+def resources_text(r: Resources) -> str:
+    """``0.5 CPU, 512 MiB, 1 GPU``, or ``-`` for a replica that asks for nothing."""
+    asks = [f"{r.cpu:g} CPU"] if r.cpu else []
+    asks += [f"{r.memory_mb} MiB"] if r.memory_mb else []
+    asks += [f"{r.gpu:g} GPU"] if r.gpu else []
+    return ", ".join(asks) or "-"
+
+
+def placement_text(p: PlacementSpec) -> str:
+    """``tier edge, labels zone=a`` (``tier any`` places on every ready node)."""
+    text = f"tier {p.tier.value}"
+    if p.node_selector:
+        text += ", labels " + ", ".join(f"{k}={v}" for k, v in sorted(p.node_selector.items()))
+    return text
+
+
 def deployment_fields(d: Deployment) -> object:
     st = d.status
     env = ", ".join(f"{k}={v}" for k, v in sorted(d.spec.env.items())) or "-"
@@ -70,6 +86,8 @@ def deployment_fields(d: Deployment) -> object:
         ("strategy", d.spec.strategy.type.value), ("rollout", st.rollout or "-"),
         ("restarts", st.restarts), ("generation", f"{d.generation} "
                                                   f"(observed {st.observed_generation})"),
+        ("resources", resources_text(d.spec.resources)),
+        ("placement", placement_text(d.spec.placement)),
         ("env", env), ("message", st.message or "-"), ("last error", st.last_error or "-"),
         ("created", clock(d.created_at)), ("updated", clock(d.updated_at)),
     ])

@@ -1,11 +1,12 @@
-"""The ``leptonic`` command: ``up``, ``status`` and the photon/deployment/replica groups."""
+"""The ``leptonic`` command: ``up``, ``status`` and the photon/deployment/replica/node
+groups."""
 
 from __future__ import annotations
 
 import typer
 
 from leptonic.cli import alert as alert_cli
-from leptonic.cli import auth, deployment, photon, replica
+from leptonic.cli import auth, deployment, node, photon, replica
 from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import ErrorHandlingGroup, fields, show
 from leptonic.cli.up import up
@@ -28,6 +29,7 @@ app.command("up")(up)
 app.add_typer(photon.app, name="photon")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(replica.app, name="replica")
+app.add_typer(node.app, name="node")
 app.add_typer(alert_cli.app, name="alert")
 app.command("login")(auth.login)
 app.command("logout")(auth.logout)

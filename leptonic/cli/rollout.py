@@ -1,6 +1,7 @@
 """``leptonic deployment rollout status|pause|resume|promote|abort`` and
-``leptonic deployment rollback``, and the rollout, autoscaling and probe options that
-``deployment create`` and ``deployment update`` share (``@spec_options``)."""
+``leptonic deployment rollback``, and the rollout, autoscaling, probe, limit, resource and
+placement options that ``deployment create`` and ``deployment update`` share
+(``@spec_options``)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import re
 import time
 import typing
 from collections.abc import Callable
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
 from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import clock, console, fail, fields, show, table
-from leptonic.core.models import DONE_PHASES, Rollout, RolloutPhase, StrategyType
+from leptonic.core.models import DONE_PHASES, Rollout, RolloutPhase, StrategyType, Tier
 
 app = typer.Typer(help="The rollout of a deployment's new version: watch it, pause, resume, "
                        "promote or abort it.", no_args_is_help=True)
@@ -53,17 +55,37 @@ def _opt(kind: Any, flag: str, help_: str, panel: str = "Rollout, scaling, probe
 
 
 _LIMITS = "Limits and timeouts"
+_PLACEMENT = "Placement and resources"
 _UNITS = {"": 1, "mi": 1, "m": 1, "gi": 1024, "g": 1024, "ti": 1024 * 1024, "t": 1024 * 1024}
 
 
-def memory_mb(text: str) -> int:
-    """``512Mi``, ``2Gi``, ``1.5G`` or plain MiB -> MiB."""
+def memory_mb(text: str, flag: str = "--memory-limit", least: int = 1) -> int:
+    """``512Mi``, ``2Gi``, ``1.5G`` or plain MiB -> MiB (at least ``least``)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
     unit = m[2].lower() if m else ""
     if m is None or unit not in _UNITS:
         raise typer.BadParameter(f"{text!r} is not a memory size; use e.g. 512Mi, 2Gi or a "
-                                 "number of MiB", param_hint="'--memory-limit'")
-    return max(1, round(float(m[1]) * _UNITS[unit]))
+                                 "number of MiB", param_hint=f"'{flag}'")
+    return max(least, round(float(m[1]) * _UNITS[unit]))
+
+
+def _memory_request(text: str) -> int:
+    return memory_mb(text, "--memory", least=0)     # 0: the replica asks for no memory
+
+
+def labels(values: list[str], flag: str = "--node-selector") -> dict[str, str] | None:
+    """``["zone=a", "disk=ssd"]`` -> ``{"zone": "a", "disk": "ssd"}``; None if none given;
+    a bad item is a usage error (exit 2)."""
+    if not values:
+        return None
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE, e.g. zone=a",
+                                     param_hint=f"'{flag}'")
+        out[key.strip()] = value.strip()
+    return out
 
 
 #: parameter name -> (annotation, where it goes in the spec, converter)
@@ -146,6 +168,21 @@ SPEC_OPTIONS: dict[str, tuple[Any, tuple[str, ...], Callable[[Any], Any] | None]
         "--debug-errors/--no-debug-errors", show_default=False, rich_help_panel=_LIMITS,
         help="Send a handler's exception message to its caller (default: only its type "
              "and a request id).")], ("debug_errors",), None),
+    "cpu": (_opt(float, "--cpu", "Cores one replica needs of its node, fractions allowed "
+                 "(default 0: no ask).", _PLACEMENT), ("resources", "cpu"), None),
+    "memory": (_opt(str, "--memory", "Memory one replica needs of its node (512Mi, 2Gi; "
+                    "default 0: no ask).", _PLACEMENT), ("resources", "memory_mb"),
+               _memory_request),
+    "gpu": (_opt(float, "--gpu", "GPUs one replica needs (default 0).", _PLACEMENT),
+            ("resources", "gpu"), None),
+    "tier": (_opt(Tier, "--tier", "Only nodes of this tier (default: any).", _PLACEMENT),
+             ("placement", "tier"), None),
+    "node_selector": (Annotated[list[str] | None, typer.Option(
+        "--node-selector", metavar="KEY=VALUE", show_default=False,
+        rich_help_panel=_PLACEMENT,
+        help="Only nodes with this label KEY=VALUE (repeatable; all must match; on update "
+             "the labels given replace the current selector).")],
+        ("placement", "node_selector"), labels),
 }
 
 
@@ -153,14 +190,15 @@ def spec_from_options(values: dict[str, Any]) -> dict[str, Any]:
     """The options given, as the nested spec fields the API takes."""
     spec: dict[str, Any] = {}
     for name, value in values.items():
-        if value is None:
-            continue
         _, path, convert = SPEC_OPTIONS[name]
+        if convert is not None and value is not None:
+            value = convert(value)
+        if value is None or value == []:
+            continue
         node = spec
         for key in path[:-1]:
             node = node.setdefault(key, {})
-        node[path[-1]] = convert(value) if convert is not None else (
-            value.value if isinstance(value, StrategyType) else value)
+        node[path[-1]] = value.value if isinstance(value, Enum) else value
     return spec
 
 

@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from leptonic import __version__
 from leptonic.core.alerts import parse_duration
-from leptonic.core.models import Deployment, check_name
+from leptonic.core.models import Deployment, NodeState, check_name
 from leptonic.errors import LeptonicError
 from leptonic.observe.logs import compile_grep, search_file
 from leptonic.observe.notify import redact
@@ -223,10 +223,18 @@ def alerts_page(request: Request) -> Response:
 def _nodes_ctx(platform: Any) -> dict[str, Any]:
     latest = platform.observe.latest
     down_after = platform.observe.settings.node_down_after_s
-    nodes = [{"n": n, "s": latest.get(f"node/{n.name}", {}),
-              "up": time.time() - n.heartbeat_at <= down_after}
-             for n in platform.store.list_nodes()]
+    nodes = []
+    for n in platform.store.list_nodes():
+        up = time.time() - n.heartbeat_at <= down_after
+        # a node whose heartbeat stopped is not ready, whatever was last written of it
+        state = n.status if up else NodeState.NOT_READY.value
+        nodes.append({"n": n, "s": latest.get(f"node/{n.name}", {}), "up": up,
+                      "state": state, "css": _NODE_CSS.get(state, "phase-pending")})
     return {"nodes": nodes}
+
+
+_NODE_CSS = {NodeState.READY.value: "phase-ready", NodeState.NOT_READY.value: "phase-crashloop",
+             NodeState.CORDONED.value: "phase-pending", NodeState.DRAINING.value: "phase-pending"}
 
 
 def _alerts_ctx(platform: Any) -> dict[str, Any]:
