@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,ml]'
+	$(BIN)/python -m pip install -q -e '.[dev,ml,ray]'
 	touch $(STAMP)
 
 # The dashboard's front-end packages (htmx, uPlot) come from npm, pinned by the lock file;
