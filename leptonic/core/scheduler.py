@@ -147,10 +147,13 @@ def _load(node: Node) -> float:
 
 
 def _kind(why: str) -> str:
+    """A refusal, grouped: ``1 CPU free, 2 needed`` -> ``without enough CPU``."""
     if why.endswith("needed"):
         unit = why.split(" free,")[0].split(" ", 1)[1]
         return f"without enough {unit}"
-    return why if not why.startswith("a ") else why.split(",")[0] + "s"
+    if why.startswith("a "):                     # "a datacenter node, not edge"
+        return f"in tier {why.split()[1]}"
+    return why
 
 
 def _fmt(value: float) -> str:

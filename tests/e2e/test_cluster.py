@@ -9,7 +9,11 @@ remove a node add one back, so each starts from a head and two edge nodes.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,12 +86,14 @@ def platform(cluster: Ray, tmp_path: Path) -> Iterator[RunningPlatform]:
 
 
 def ray_named_actors(cluster: Ray) -> list[str]:
-    import ray as ray_mod
-
-    if not ray_mod.is_initialized():
-        ray_mod.init(address=cluster.cluster.address, namespace="leptonic",
-                     log_to_driver=False)
-    return list(ray_mod.util.list_named_actors())
+    """Named actors in leptonic's namespace, asked by a driver of its own (a second
+    ``ray.init`` in the process that made the cluster waits forever on its GCS client)."""
+    address = cluster.cluster.address
+    code = (f"import json, ray; ray.init(address={address!r}, namespace='leptonic', "
+            "log_to_driver=False); print(json.dumps(ray.util.list_named_actors()))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, **RAY_ENV}, check=True)
+    return list(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
 def nodes(p: RunningPlatform) -> dict[str, dict[str, Any]]:
@@ -128,7 +134,8 @@ def test_every_ray_node_is_a_leptonic_node_on_loopback(platform: RunningPlatform
     ours = {p.proc.pid, *(r["pid"] for r in ready)}
     for conn in psutil.net_connections(kind="inet"):
         if conn.status == psutil.CONN_LISTEN and conn.pid in ours:
-            assert conn.laddr.ip in ("127.0.0.1", "::1"), conn
+            assert ipaddress.ip_address(conn.laddr.ip.removeprefix("::ffff:")).is_loopback, \
+                conn
 
 
 def test_edge_replicas_spread_and_survive_losing_a_node(platform: RunningPlatform,
@@ -201,7 +208,15 @@ def test_control_plane_kill9_readopts_actors(platform: RunningPlatform,
     before = {r["id"]: r["pid"] for r in p.wait_ready("echo", 2)}
     p.kill9()
     p.start()
-    time.sleep(2)                                   # a few ticks of the new controller
+    deadline = time.monotonic() + 30                # the new one leads once the lease ends
+    while not p.api("GET", "/status").json()["leader"]:
+        assert time.monotonic() < deadline, "the restarted control plane never led"
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while p.read_log().count("adopted replica") < 2:
+        assert time.monotonic() < deadline, p.read_log()[-3000:]
+        time.sleep(0.2)
+    time.sleep(1.0)                                 # a few ticks of the new controller
     after = {r["id"]: r["pid"] for r in p.wait_ready("echo", 2)}
     assert after == before                          # same actors, no duplicate
     ours = [n for n in ray_named_actors(cluster) if n.startswith("lep-")]

@@ -177,7 +177,12 @@ def test_deployment_lifecycle(api: TestClient) -> None:
     assert len(api.get("/api/v1/deployments/echo/replicas").json()) == 3
     events = api.get("/api/v1/deployments/echo/events").json()
     assert {"Created", "Updated", "ReplicaStarted"} <= {e["reason"] for e in events}
-    assert api.get("/api/v1/nodes").json()[0]["name"] == "local"
+    # the runtime's nodes (the fake backend has one) are listed, replicas placed on them
+    [node] = api.get("/api/v1/nodes").json()
+    assert (node["name"], node["status"]) == ("fake", "Ready")
+    assert node["allocated"] == {"cpu": 0.0, "memory_mb": 0.0, "gpu": 0.0}
+    assert {r["node"] for r in api.get("/api/v1/deployments/echo/replicas").json()} == \
+        {"fake"}
 
     assert api.delete("/api/v1/deployments/echo").status_code == 202
     deadline = time.monotonic() + 10

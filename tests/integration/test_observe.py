@@ -122,8 +122,8 @@ def test_query_serves_sampled_rates_percentiles_and_replicas(
     assert max(body["values"]["replicas_ready"]) == 2
     latest = api.get("/api/v1/metrics/latest").json()
     assert latest["series"]["deployment/echo"]["replicas_desired"] == 2
-    assert latest["series"]["node/local"]["node_up"] == 1
-    node = api.get("/api/v1/metrics/query", params={"node": "local", "since": "5m"}).json()
+    assert latest["series"]["node/fake"]["node_up"] == 1     # the fake runtime's node
+    node = api.get("/api/v1/metrics/query", params={"node": "fake", "since": "5m"}).json()
     assert "node_up" in node["metrics"]
 
 

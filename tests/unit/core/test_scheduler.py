@@ -58,6 +58,7 @@ def test_unschedulable_says_what_is_missing_and_why_each_node_was_refused() -> N
     assert placed.reason.startswith("Unschedulable: no ready edge node with 2 CPU free")
     assert "1 not ready" in placed.reason
     assert "without enough CPU" in placed.reason
+    assert "1 in tier datacenter" in placed.reason
     assert placed.refused == {"dc": "a datacenter node, not edge",
                               "e1": "1 CPU free, 2 needed", "e2": "not ready"}
     assert "there are no nodes" in place([], req(), {}).reason
