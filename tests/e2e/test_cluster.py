@@ -260,3 +260,31 @@ def test_cordon_and_drain_move_replicas_without_failures(platform: RunningPlatfo
     assert nodes(p)[next(n["id"] for n in nodes(p).values()
                          if n["name"] == first["node"])]["status"] == "Draining"
     assert p.api("POST", "/nodes/no-such-node/cordon").status_code == 404
+
+
+def test_an_unreachable_ray_address_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTONIC_")}
+    res = subprocess.run(
+        [sys.executable, "-m", "leptonic", "up", "--data-dir", str(tmp_path / "data"),
+         "--port", "0", "--runtime", "ray", "--ray-address", "127.0.0.1:1"],
+        capture_output=True, text=True, timeout=60, env={**env, **RAY_ENV}, check=False)
+    assert res.returncode == 1
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out
+    last = out.strip().splitlines()[-1]
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in last
+
+
+def test_ray_replica_logs_reach_deployment_logs(platform: RunningPlatform) -> None:
+    p = platform
+    wait_nodes(p, 3)
+    deploy_edge(p, replicas=1)
+    [replica] = p.wait_ready("echo", 1)
+    deadline = time.monotonic() + 15
+    while True:
+        out = p.cli("deployment", "logs", "echo").stdout
+        if "serving at" in out:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.5)
+    assert replica["url"] in out.replace("serving at ", "")
