@@ -1,11 +1,12 @@
-"""The replica actor of the Ray runtime: the photon runner serving HTTP inside a Ray actor.
+"""The replica actor of the Ray runtime: it runs the photon runner on its node.
 
 The actor unpacks the bundle it was handed through the object store (never a shared
-filesystem) into a folder of its own on its node, sets its environment, loads the photon
-and serves it with uvicorn on its node's address, in the actor's own process: when the node
-goes, so does the replica; nothing of it can outlive its raylet. The gateway talks to it
-straight over HTTP (no Ray proxy hop). What it prints goes to a log file the control
-plane ships home (:meth:`ReplicaActor.read_log`).
+filesystem) into a folder of its own on its node, and starts the same photon runner as the
+local runtime, serving HTTP on the node's address, as a child the kernel kills when the
+actor's process ends (``PR_SET_PDEATHSIG``): when the node goes, so does the replica;
+nothing of it outlives its raylet. The gateway talks to it straight over HTTP (no Ray proxy
+hop). What the runner prints goes to a log file the control plane ships home
+(:meth:`ReplicaActor.read_log`).
 
 Ray imports this module in its worker processes, so it must import without side effects.
 """
@@ -13,11 +14,14 @@ Ray imports this module in its worker processes, so it must import without side 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,75 +61,75 @@ class ReplicaActor:
         os.environ.update({"LEPTONIC_REPLICA_ID": replica_id,
                            "LEPTONIC_DEPLOYMENT": deployment, "HOME": str(home),
                            "TMPDIR": str(home), "PYTHONUNBUFFERED": "1"})
-        self.server: Any = None
-        self.task: asyncio.Task[Any] | None = None
-        self.port = 0
-        self.error: str | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._out = self.log_path.open("ab", buffering=0)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
-        """Load the photon and start serving; returns where (once the port listens)."""
-        import uvicorn
+        """Start the photon runner on this node; returns where, once it listens.
 
-        from leptonic.photon.loader import load_photon_class
-        from leptonic.photon.runner import build_app
-        from leptonic.runtime.isolation import apply_limits
-
-        self._redirect()
+        The runner is the same process as on the local runtime (uvloop on its main thread,
+        its rlimits set before user code loads), a child of this actor that the kernel
+        kills the moment the actor's process ends (``PR_SET_PDEATHSIG``): when the node
+        goes, so does the replica."""
         opts = self.options
-        apply_limits(opts.get("open_files"), None)
-        self._line(f"--- leptonic: starting replica {self.replica_id} on {self.host} "
-                   f"(ray actor pid {os.getpid()})")
+        port = _free_port(self.host)
+        cmd = [sys.executable, "-m", "leptonic.runtime.ray_replica", "--",
+               sys.executable, "-m", "leptonic.photon.runner", "--entry", self.entry,
+               "--host", self.host, "--port", str(port), "--replica-id", self.replica_id]
         if self.bundle_dir is not None:
-            os.chdir(self.bundle_dir)
-        cls = await asyncio.to_thread(load_photon_class, self.entry,
-                                      str(self.bundle_dir) if self.bundle_dir else None)
-        photon = await asyncio.to_thread(cls)
-        app = build_app(photon, replica_id=self.replica_id,
-                        handler_timeout_s=opts.get("handler_timeout_s") or 60.0,
-                        max_concurrency=opts.get("max_concurrency") or 64,
-                        debug_errors=bool(opts.get("debug_errors")),
-                        on_init_error=self._init_failed)
-        sock = _bind(self.host)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning",
-                                http="httptools", timeout_graceful_shutdown=30)
-        self.server = uvicorn.Server(config)
-        self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[sock]))
-        while not self.server.started:
-            if self.task.done():
-                raise RuntimeError(f"replica {self.replica_id} could not serve: "
-                                   f"{self.task.exception()!r}")
-            await asyncio.sleep(0.01)
-        self._line(f"--- leptonic: serving at http://{self.host}:{self.port}")
-        return {"port": self.port, "pid": os.getpid(), "host": self.host}
-
-    def _init_failed(self, exc: BaseException) -> None:
-        self.error = f"{type(exc).__name__}: {exc}"
-        if self.server is not None:
-            self.server.should_exit = True
+            cmd += ["--bundle", str(self.bundle_dir)]
+        for flag, key in (("--handler-timeout", "handler_timeout_s"),
+                          ("--max-concurrency", "max_concurrency"),
+                          ("--limit-open-files", "open_files")):
+            if opts.get(key):
+                cmd += [flag, str(opts[key])]
+        if opts.get("debug_errors"):
+            cmd.append("--debug-errors")
+        self._line(f"--- leptonic: starting replica {self.replica_id} on {self.host}:{port} "
+                   f"(ray actor pid {os.getpid()})")
+        # forked on the actor's own loop thread, which lives as long as the actor: the
+        # kernel ties PR_SET_PDEATHSIG to the forking thread, not to the process
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,  # noqa: ASYNC220
+                                     stdin=subprocess.DEVNULL, env=dict(os.environ),
+                                     cwd=str(self.bundle_dir or self.root / "home"),
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"replica {self.replica_id} exited with code "
+                                   f"{self.proc.returncode} before it listened")
+            try:
+                with socket.create_connection((self.host, port), timeout=0.2):
+                    break
+            except OSError:
+                await asyncio.sleep(0.02)
+        return {"port": port, "pid": self.proc.pid, "host": self.host}
 
     async def wait(self) -> str:
-        """Returns when the replica stops serving (its init failed, or it was stopped);
-        a control plane keeps one call outstanding to learn of the actor's death."""
-        if self.task is None:
+        """Returns when the runner exits; a control plane keeps one call outstanding to
+        learn of the replica's end (or, raising, of the actor's)."""
+        if self.proc is None:
             return "not started"
-        await asyncio.shield(self.task)
-        return self.error or "stopped"
+        code = await asyncio.to_thread(self.proc.wait)
+        return f"exited with code {code}"
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.task is not None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(asyncio.shield(self.task), grace_s)
-            except TimeoutError:
-                self.server.force_exit = True
+                await asyncio.to_thread(self.proc.wait, grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
         shutil.rmtree(self.root / "bundle", ignore_errors=True)
 
     def pid(self) -> int:
-        return os.getpid()
+        return self.proc.pid if self.proc is not None else os.getpid()
+
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
 
     def ping(self) -> str:
         return self.replica_id
@@ -144,29 +148,29 @@ class ReplicaActor:
             return offset, b""
         return offset + len(data), data
 
-    def _redirect(self) -> None:
-        """The replica's stdout, stderr and logging go to its own log file."""
-        fd = self._out.fileno()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root = logging.getLogger()
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-
     def _line(self, text: str) -> None:
         self._out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n".encode())
 
 
-def _bind(host: str) -> socket.socket:
-    """A listening socket on a free port of ``host`` (bound here, so no race for it)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent_then_exec(argv: list[str]) -> None:
+    """Ask the kernel to SIGKILL this process when its parent (the actor) ends, then become
+    the runner. Checked after the call, so a parent already gone is not missed."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getppid()
+    if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:        # PR_SET_PDEATHSIG
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":        # python -m leptonic.runtime.ray_replica -- RUNNER ARGS...
+    _die_with_parent_then_exec(sys.argv[sys.argv.index("--") + 1:])

@@ -146,7 +146,8 @@ def test_edge_replicas_spread_and_survive_losing_a_node(platform: RunningPlatfor
     ready = p.wait_ready("echo", 2)
     by_node = {r["node"]: r for r in ready}
     assert len(by_node) == 2                       # two replicas, two different nodes
-    edge_names = {n["name"] for n in nodes(p).values() if n["tier"] == "edge"}
+    edge_names = {n["name"] for n in nodes(p).values()
+                  if n["tier"] == "edge" and n["status"] == "Ready"}
     assert set(by_node) == edge_names
     victim_node = next(n for n in cluster.edges)
     victim_name = next(n["name"] for n in nodes(p).values() if n["id"] == victim_node.node_id)
@@ -232,7 +233,7 @@ def test_cordon_and_drain_move_replicas_without_failures(platform: RunningPlatfo
     deploy_edge(p, replicas=1)
     [first] = p.wait_ready("echo", 1)
     other = next(n for n in nodes(p).values() if n["tier"] == "edge"
-                 and n["name"] != first["node"])
+                 and n["status"] == "Ready" and n["name"] != first["node"])
     assert p.api("POST", f"/nodes/{other['name']}/cordon").status_code == 200
     assert p.api("PATCH", "/deployments/echo", json={"replicas": 2}).status_code == 200
     ready = p.wait_ready("echo", 2)
@@ -283,8 +284,8 @@ def test_ray_replica_logs_reach_deployment_logs(platform: RunningPlatform) -> No
     deadline = time.monotonic() + 15
     while True:
         out = p.cli("deployment", "logs", "echo").stdout
-        if "serving at" in out:
+        if "serving photon" in out:
             break
         assert time.monotonic() < deadline, out
         time.sleep(0.5)
-    assert replica["url"] in out.replace("serving at ", "")
+    assert f"serving photon Echo (replica {replica['id']}) at {replica['url']}" in out
