@@ -165,6 +165,20 @@ def creates(ray: Platform, n: int) -> list[float]:
     return times
 
 
+def report_throughput(tp: dict[str, list[dict[str, float]]]) -> None:
+    med = {k: statistics.median(x["rps"] for x in v) for k, v in tp.items()}
+    for kind in ("local", "ray"):
+        runs = tp[kind]
+        p50 = statistics.median(x["p50_ms"] for x in runs)
+        p99 = statistics.median(x["p99_ms"] for x in runs)
+        print(f"gateway -> {kind} replica: {med[kind]:.0f} req/s (p50 {p50:.2f} ms, "
+              f"p99 {p99:.2f} ms)")
+    paired = [r["rps"] / x["rps"] for x, r in zip(tp["local"], tp["ray"], strict=True)]
+    print(f"ray / local: {med['ray'] / med['local']:.3f} by the medians, "
+          f"{statistics.median(paired):.3f} by the median of the {len(paired)} paired windows "
+          f"(target >= 0.9)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -191,7 +205,8 @@ def main() -> None:
         platforms.append(local)
         ray = Platform(["--runtime", "ray", "--ray-address", cluster.address], tmp)
         platforms.append(ray)
-        results: dict[str, Any] = {"throughput": throughput(local, ray, args)}
+        results: dict[str, Any] = {
+            "throughput": throughput(local, ray, args) if args.runs else {}}
         local.stop()
         platforms.remove(local)
         results["create_s"] = creates(ray, args.creates)
@@ -200,19 +215,8 @@ def main() -> None:
         for p in platforms:
             p.stop()
         cluster.shutdown()
-    med = {k: statistics.median(x["rps"] for x in v) for k, v in
-           results["throughput"].items()}
-    for kind in ("local", "ray"):
-        runs = results["throughput"][kind]
-        p50 = statistics.median(x["p50_ms"] for x in runs)
-        p99 = statistics.median(x["p99_ms"] for x in runs)
-        print(f"gateway -> {kind} replica: {med[kind]:.0f} req/s (p50 {p50:.2f} ms, "
-              f"p99 {p99:.2f} ms)")
-    paired = [r["rps"] / x["rps"] for x, r in zip(results["throughput"]["local"],
-                                                   results["throughput"]["ray"], strict=True)]
-    print(f"ray / local: {med['ray'] / med['local']:.3f} by the medians, "
-          f"{statistics.median(paired):.3f} by the median of the {len(paired)} paired windows "
-          f"(target >= 0.9)")
+    if results["throughput"]:
+        report_throughput(results["throughput"])
     if results["failover_s"]:
         fo = results["failover_s"]
         print(f"node lost -> replacement ready: median {statistics.median(fo):.2f} s of "

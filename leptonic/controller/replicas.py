@@ -152,6 +152,8 @@ class ReplicaObserver:
             error = f"{reason}: replica {r.id} {why}" + (f"\n{error}" if error else "")
         new = replica_exited(r, exit_code, error, now, ctx.restart, reason).model_copy(
             update={"probe_failures": 0})
+        if reason == "NodeLost":        # not the replica's fault: elsewhere, at once
+            new = new.model_copy(update={"next_restart_at": now, "failures": r.failures})
         delay = (new.next_restart_at or now) - now
         last = tail[-1].strip() if tail else ""
         what = f"{reason}: {why}" if reason and reason != "Hung" else why

@@ -165,6 +165,9 @@ class RayBackend:
                 by_name[node.name] = node
         return list(by_name.values())
 
+    def _node_alive(self, name: str) -> bool:
+        return any(n.alive for n in self._nodes[1] if n.name == name)
+
     def _node(self, name: str | None) -> Node:
         nodes = self._nodes[1] or self._read_nodes()
         for n in nodes:
@@ -237,10 +240,13 @@ class RayBackend:
         if actor is None:
             return
         ray = self._ray()
-        if grace_s > 0 and actor.ended is None:
+        # on a lost node there is nobody to ask: calls would only wait for their timeout
+        reachable = actor.ended is None and self._node_alive(actor.node)
+        if grace_s > 0 and reachable:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(_aref(actor.handle.stop.remote(grace_s)), grace_s + 2)
-        await self._pull_log(actor)
+        if reachable:
+            await self._pull_log(actor)
         with contextlib.suppress(Exception):
             ray.kill(actor.handle, no_restart=True)
 
@@ -304,7 +310,7 @@ class RayBackend:
         while True:
             await asyncio.sleep(LOG_SHIP_S)
             for actor in list(self._actors.values()):
-                if actor.ended is None:
+                if actor.ended is None and self._node_alive(actor.node):
                     await self._pull_log(actor)
 
     async def _pull_log(self, actor: _Actor) -> None:
