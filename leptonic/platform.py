@@ -254,8 +254,9 @@ def run_platform(settings: Settings) -> None:
             log.error("%s", exc.detail)
             raise SystemExit(1) from exc
     if settings.runtime == "ray":
-        log.info("runtime: ray (replicas run as actors on the cluster's nodes; photon code "
-                 "is isolated by Ray's worker processes, inspection as above)")
+        log.warning("runtime: ray: replicas run as actors on the cluster's nodes, as the user "
+                    "of Ray's workers; the uid and sandbox isolation above applies to "
+                    "inspection here, not on the Ray nodes")
     token = ensure_admin_token(platform.store, layout)
     if token:
         log.info("created the admin token; it is in %s (mode 0600)", layout.admin_token)
