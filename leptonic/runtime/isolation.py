@@ -32,7 +32,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,14 +264,16 @@ class Isolation:
     def _bwrap(self, wd: Path, bundle: Path, home: Path, ids: tuple[int, int] | None,
                die_with_parent: bool) -> list[str]:
         assert self.sandbox is not None
-        args = [self.sandbox, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--tmpfs", "/tmp"]
-        # folders other users cannot enter (e.g. /root holding a pyenv Python): an empty
-        # tmpfs in their place, with just the Python environment bound back in
-        for blocked, paths in _blocked_ancestors(_needed_paths()).items():
-            args += ["--tmpfs", str(blocked)]
-            for p in paths:
-                args += ["--ro-bind", str(p), str(p)]
+        args = [self.sandbox, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        # hidden behind an empty tmpfs: a private /tmp, and folders other users cannot
+        # enter (e.g. /root holding a pyenv Python); the Python environment is bound back
+        # in where it lies under one of them (a venv in a checkout under /tmp, say)
+        needed = _needed_paths()
+        hidden = [Path("/tmp"), *_blocked_ancestors(needed)]
+        for h in hidden:
+            args += ["--tmpfs", str(h)]
+        for p in _outermost(q for q in needed if any(q.is_relative_to(h) for h in hidden)):
+            args += ["--ro-bind", str(p), str(p)]
         args += ["--tmpfs", str(self.data_dir), "--tmpfs", str(self.work_root),
                  "--dir", str(wd), "--ro-bind", str(bundle), str(bundle),
                  "--bind", str(home), str(home),
@@ -294,6 +296,15 @@ def _needed_paths() -> list[Path]:
     paths = {Path(sys.executable).resolve().parent, Path(sys.base_prefix).resolve(),
              Path(sys.prefix).resolve(), Path(package_root())}
     return sorted(paths)
+
+
+def _outermost(paths: Iterable[Path]) -> list[Path]:
+    """The paths not inside another of them, sorted."""
+    kept: list[Path] = []
+    for p in sorted(set(paths)):
+        if not any(p.is_relative_to(k) for k in kept):
+            kept.append(p)
+    return kept
 
 
 def _blocked_ancestors(paths: list[Path]) -> dict[Path, list[Path]]:
