@@ -71,7 +71,6 @@ class Platform:
         from leptonic.observe.service import Observability
         self.observe = Observability(self)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
         self._follow_task: asyncio.Task[None] | None = None
         self.leadership = Leadership(self.store, holder_id(settings.port),
                                      lease_s=settings.lease_s, on_elected=self._lead,
@@ -178,8 +177,6 @@ class Platform:
         leader adopts them."""
         if stop_replicas is None:
             stop_replicas = not self.shared_database
-        if self._heartbeat:
-            self._heartbeat.cancel()
         if self._follow_task:
             self._follow_task.cancel()
         await self.leadership.stop(release=True)

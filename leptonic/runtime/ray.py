@@ -206,7 +206,8 @@ class RayBackend:
             raise BackendError(f"cannot start replica {launch.replica_id} on node "
                                f"{node.name}: {type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        actor = _Actor(handle, launch.replica_id, node.name, watch=handle.wait.remote())
+        actor = _Actor(handle, launch.replica_id, node.name)
+        _watch(actor, handle.wait.remote())
         self._actors[launch.replica_id] = actor
         log.info("started replica %s on node %s (%s) pid=%s port=%s", launch.replica_id,
                  node.name, node.address, info["pid"], info["port"])
@@ -254,13 +255,6 @@ class RayBackend:
         actor = self._actors.get(replica_id)
         if actor is None:
             return ProcessState(replica_id, alive=False)
-        if actor.ended is None:
-            ready, _ = await asyncio.to_thread(self._ray().wait, [actor.watch], timeout=0)
-            if ready:
-                try:
-                    actor.ended = str(self._ray().get(actor.watch, timeout=1))
-                except Exception as exc:
-                    actor.ended = type(exc).__name__
         if actor.ended is not None:
             return ProcessState(replica_id, alive=False, exit_code=None,
                                 message=actor.ended)
@@ -280,9 +274,9 @@ class RayBackend:
         offset = 0
         with contextlib.suppress(OSError):
             offset = self.log_path(handle.replica_id).stat().st_size
-        self._actors[handle.replica_id] = _Actor(actor, handle.replica_id, handle.node,
-                                                 watch=actor.wait.remote(),
-                                                 log_offset=offset)
+        adopted = _Actor(actor, handle.replica_id, handle.node, log_offset=offset)
+        _watch(adopted, actor.wait.remote())
+        self._actors[handle.replica_id] = adopted
         log.info("adopted replica %s (actor pid %s on node %s)", handle.replica_id, pid,
                  handle.node)
         return True
@@ -337,6 +331,20 @@ class RayBackend:
         if self._ship is not None:
             self._ship.cancel()
         self._actors.clear()
+
+
+def _watch(actor: _Actor, ref: Any) -> None:
+    """Keep ``ref`` (the actor's outstanding ``wait()``) and learn when it ends, from Ray's
+    own completion callback: polling a replica is then a look at ``actor.ended``."""
+    actor.watch = ref
+
+    def done(future: Any) -> None:
+        try:
+            actor.ended = str(future.result())
+        except Exception as exc:            # the actor died (ActorDiedError, ...)
+            actor.ended = type(exc).__name__
+
+    ref.future().add_done_callback(done)
 
 
 async def _aref(ref: Any) -> Any:
