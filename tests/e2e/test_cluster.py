@@ -289,3 +289,74 @@ def test_ray_replica_logs_reach_deployment_logs(platform: RunningPlatform) -> No
         assert time.monotonic() < deadline, out
         time.sleep(0.5)
     assert f"serving photon Echo (replica {replica['id']}) at {replica['url']}" in out
+
+
+def _edge_names(p: RunningPlatform) -> list[str]:
+    return sorted(n["name"] for n in nodes(p).values() if n["tier"] == "edge"
+                  and n["status"] in ("Ready", "Standby"))
+
+
+def test_energy_placement_fills_one_edge_node_before_the_next(platform: RunningPlatform,
+                                                              cluster: Ray) -> None:
+    p = platform
+    wait_nodes(p, 3)
+    r = p.api("POST", "/deployments", json={
+        "name": "packed", "photon": "builtin:echo", "replicas": 3, "resources": {"cpu": 0.5},
+        "placement": {"tier": "edge", "policy": "energy"}})
+    assert r.status_code == 201, r.text
+    ready = p.wait_ready("packed", 3)
+    assert len({x["node"] for x in ready}) == 1, ready      # 1.5 of one node's 2 CPU
+
+
+def test_consolidation_moves_a_replica_with_no_failed_request_and_reports_energy(
+        cluster: Ray, tmp_path: Path) -> None:
+    while len(cluster.edges) < 2:
+        cluster.add_edge()
+    env = {**RAY_ENV, "LEPTONIC_CONSOLIDATE_PERIOD_S": "1", "LEPTONIC_STANDBY_AFTER_S": "2"}
+    with running_platform(tmp_path / "data", env, ["--runtime", "ray", "--ray-address",
+                                                  cluster.cluster.address]) as p:
+        wait_nodes(p, 3)
+        a, b = _edge_names(p)
+        for name in (a, b):          # servers, not 2-core toys: emptying one saves 100 W
+            r = p.api("PUT", f"/nodes/{name}/power", json={"idle_w": 100, "max_w": 200})
+            assert r.status_code == 200, r.text
+        # one replica on each edge node, by cordoning the other in turn
+        assert p.api("POST", f"/nodes/{b}/cordon").status_code == 200
+        r = p.api("POST", "/deployments", json={
+            "name": "echo", "photon": "builtin:echo", "replicas": 1,
+            "resources": {"cpu": 0.5}, "placement": {"tier": "edge", "policy": "energy"}})
+        assert r.status_code == 201, r.text
+        p.wait_ready("echo", 1)
+        assert p.api("POST", f"/nodes/{b}/uncordon").status_code == 200
+        assert p.api("POST", f"/nodes/{a}/cordon").status_code == 200
+        assert p.api("PATCH", "/deployments/echo", json={"replicas": 2}).status_code == 200
+        ready = p.wait_ready("echo", 2)
+        assert sorted(x["node"] for x in ready) == [a, b]
+
+        async def during(i: int) -> None:
+            if i == 20:
+                await asyncio.to_thread(p.api, "POST", f"/nodes/{a}/uncordon")
+            await asyncio.sleep(0.02)
+
+        result = asyncio.run(p.load("echo", "echo", 500, concurrency=2, during=during))
+        assert result.failed == []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready = [x for x in p.replicas("echo") if x["state"] == "ready"]
+            states = {n["name"]: n["status"] for n in nodes(p).values()}
+            if len(ready) == 2 and len({x["node"] for x in ready}) == 1 and \
+                    "Standby" in (states[a], states[b]):
+                break
+            time.sleep(0.3)
+        assert len({x["node"] for x in ready}) == 1, (ready, states)
+        emptied = a if states[a] == "Standby" else b
+        reasons = [e["reason"] for e in p.api("GET", "/events",
+                                              params={"object": f"node/{emptied}"}).json()]
+        assert "Consolidating" in reasons, reasons
+        assert "NodeStandby" in reasons, reasons
+        # energy figures: in /metrics and from the API
+        metrics = httpx.get(f"{p.url}/metrics", headers=p.headers).text
+        assert "leptonic_node_power_watts{" in metrics
+        assert 'leptonic_deployment_energy_joules_total{deployment="echo"}' in metrics
+        energy = p.api("GET", "/energy", params={"since": "1h"})
+        assert energy.status_code == 200, energy.text

@@ -148,7 +148,8 @@ def test_create_with_resources_and_placement(api: TestClient) -> None:
     assert r.status_code == 201, r.text
     spec = api.get("/api/v1/deployments/web").json()["spec"]
     assert spec["resources"] == {"cpu": 0.5, "memory_mb": 512, "gpu": 0.0}
-    assert spec["placement"] == {"tier": "edge", "node_selector": {"zone": "a"}}
+    assert spec["placement"] == {"tier": "edge", "node_selector": {"zone": "a"},
+                                 "gpu_models": [], "policy": None}
 
 
 def test_unknown_tier_is_422_naming_the_tiers(api: TestClient, platform: Platform) -> None:
@@ -196,10 +197,22 @@ def test_patch_merges_resources_and_replaces_the_selector(api: TestClient,
     r = api.patch("/api/v1/deployments/web", json={"placement": {"node_selector":
                                                                  {"zone": "b"}}})
     assert r.json()["spec"]["placement"] == {"tier": "datacenter",
-                                             "node_selector": {"zone": "b"}}
+                                             "node_selector": {"zone": "b"},
+                                             "gpu_models": [], "policy": None}
     r = api.patch("/api/v1/deployments/web", json={"placement": {"tier": "edge"}})
-    assert r.json()["spec"]["placement"] == {"tier": "edge", "node_selector": {"zone": "b"}}
+    assert r.json()["spec"]["placement"] == {"tier": "edge", "node_selector": {"zone": "b"},
+                                             "gpu_models": [], "policy": None}
     assert r.json()["generation"] == gen + 3
+    r = api.patch("/api/v1/deployments/web", json={"placement": {"policy": "energy"}})
+    assert r.json()["spec"]["placement"]["policy"] == "energy"
+    assert r.json()["spec"]["placement"]["tier"] == "edge"
+    bad = api.patch("/api/v1/deployments/web", json={"placement": {"policy": "greedy"}})
+    assert bad.status_code == 422
+    assert "spread" in bad.json()["detail"], bad.text
+    assert "energy" in bad.json()["detail"], bad.text
+    bad = api.patch("/api/v1/deployments/web", json={"resources": {"gpu": 1.5}})
+    assert bad.status_code == 422, bad.text
+    assert "whole GPUs" in bad.json()["detail"], bad.text
 
     updated = [e.message for e in platform.store.list_events("deployment/web")
                if e.reason == "Updated"]
@@ -285,18 +298,25 @@ def test_cli_deployment_flags_make_the_spec(cli: Any) -> None:
                       "--node-selector", "disk=ssd", "-o", "json"))
     assert dep["spec"]["resources"] == {"cpu": 0.5, "memory_mb": 512, "gpu": 0.0}
     assert dep["spec"]["placement"] == {"tier": "edge",
-                                        "node_selector": {"zone": "a", "disk": "ssd"}}
+                                        "node_selector": {"zone": "a", "disk": "ssd"},
+                                        "gpu_models": [], "policy": None}
 
     shown = cli("deployment", "get", "web")
     assert "0.5 CPU, 512 MiB" in shown.stdout
-    assert "tier edge, labels disk=ssd, zone=a" in shown.stdout
+    assert "tier edge, labels disk=ssd, zone=a, spread (default)" in shown.stdout
 
     dep = ok_json(cli("deployment", "update", "web", "--memory", "1Gi", "--node-selector",
                       "zone=b", "-o", "json"))
     assert dep["spec"]["resources"] == {"cpu": 0.5, "memory_mb": 1024, "gpu": 0.0}
-    assert dep["spec"]["placement"] == {"tier": "edge", "node_selector": {"zone": "b"}}
-    dep = ok_json(cli("deployment", "update", "web", "--tier", "any", "-o", "json"))
-    assert dep["spec"]["placement"] == {"tier": "any", "node_selector": {"zone": "b"}}
+    assert dep["spec"]["placement"]["node_selector"] == {"zone": "b"}
+    dep = ok_json(cli("deployment", "update", "web", "--tier", "any", "--placement", "energy",
+                      "--gpu-model", "A100", "--gpu-model", "H100", "-o", "json"))
+    assert dep["spec"]["placement"] == {"tier": "any", "node_selector": {"zone": "b"},
+                                        "gpu_models": ["A100", "H100"], "policy": "energy"}
+    assert "GPU A100|H100, energy" in cli("deployment", "get", "web").stdout
+    bad = cli("deployment", "update", "web", "--placement", "greedy")
+    assert bad.exit_code == 2
+    assert "greedy" in bad.output
 
 
 def test_cli_too_large_is_one_line_error(cli: Any, platform: Platform) -> None:

@@ -125,3 +125,55 @@ async def test_cordoned_node_keeps_its_replicas_and_takes_no_new_ones(world: Wor
         update={"replicas": 2}))
     await w.tick(3)
     assert nodes_of(w) == [where, where]
+
+
+def _pack(w: World, replicas: int, policy: str = "energy") -> None:
+    w.store.create_deployment("echo", DeploymentSpec(
+        photon="builtin:echo", replicas=replicas, probes=ProbeSpec(period_s=1),
+        resources=Resources(cpu=1),
+        placement=PlacementSpec(tier=Tier.ANY, policy=policy)))
+
+
+async def test_energy_placement_fills_one_node_before_the_next(world: World) -> None:
+    w = world
+    w.backend.cluster = [cluster_node("n1", "datacenter"), cluster_node("n2", "datacenter")]
+    _pack(w, 3)
+    await w.tick(3)
+    assert nodes_of(w) == ["n1", "n1", "n1"]
+
+
+async def test_consolidation_moves_replicas_off_a_nearly_empty_node_then_it_stands_by(
+        world: World) -> None:
+    w = world
+    w.controller.consolidator.period_s = 0.0
+    w.controller.consolidator.standby_after_s = 5.0
+    # servers of 32 cores: emptying one saves its idle draw (58 W by the default model)
+    w.backend.cluster = [cluster_node("n1", "datacenter", cpu=32),
+                         cluster_node("n2", "datacenter", cpu=32)]
+    await w.tick(1)
+    w.store.set_node_control("n2", NodeControl(cordoned=True))
+    _pack(w, 1)
+    await w.tick(3)
+    w.store.set_node_control("n2", NodeControl())
+    w.store.set_node_control("n1", NodeControl(cordoned=True))
+    w.store.update_deployment_spec("echo", w.store.get_deployment("echo").spec.model_copy(
+        update={"replicas": 2}))
+    await w.tick(3)
+    w.store.set_node_control("n1", NodeControl())
+    assert nodes_of(w) == ["n1", "n2"]           # one each: either node could be emptied
+    ready = []
+    for _ in range(15):
+        await w.tick(advance=1.0)
+        ready.append(len(w.replicas(ReplicaState.READY)))
+    assert min(ready) >= 2                       # a replacement first, then the stop
+    assert nodes_of(w) == ["n2", "n2"]
+    events = [e.reason for e in w.store.list_events("node/n1")][::-1]    # oldest first
+    assert events == ["NodeAdded", "Consolidating", "NodeStandby"], events
+    assert {n.name: n.status for n in w.store.list_nodes()} == {"n1": "Standby",
+                                                               "n2": "Ready"}
+    # standby until something is placed there again: n2 is full, so the next lands on n1
+    w.store.update_deployment_spec("echo", w.store.get_deployment("echo").spec.model_copy(
+        update={"replicas": 33}))
+    await w.tick(3, advance=0.1)
+    assert {n.name: n.status for n in w.store.list_nodes()}["n1"] == "Ready"
+    assert "NodeAwake" in [e.reason for e in w.store.list_events("node/n1")]
