@@ -1,0 +1,46 @@
+"""Rows of ``energy_totals`` (migration 0008): the running joules of the live energy
+accounting per node and per deployment. Same rules as ``Store``: synchronous, one
+transaction per call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from leptonic.store import tables as t
+
+
+class EnergyStore:
+    """The energy totals, on the store's engine."""
+
+    def __init__(self, store: Any) -> None:
+        self.engine = store.engine
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def totals(self) -> dict[tuple[str, str], float]:
+        """``{(kind, name): joules}`` of every node and deployment ever accounted."""
+        c = t.energy_totals.c
+        with self._tx() as conn:
+            rows = conn.execute(select(c.kind, c.name, c.joules)).all()
+        return {(r.kind, r.name): float(r.joules) for r in rows}
+
+    def save(self, totals: Mapping[tuple[str, str], float], now: float) -> None:
+        """Write these totals (insert or replace), in one transaction."""
+        if not totals:
+            return
+        c = t.energy_totals.c
+        with self._tx() as conn:
+            for (kind, name), joules in totals.items():
+                res = conn.execute(update(t.energy_totals)
+                                   .where((c.kind == kind) & (c.name == name))
+                                   .values(joules=joules, updated_at=now))
+                if res.rowcount == 0:
+                    conn.execute(insert(t.energy_totals).values(
+                        kind=kind, name=name, joules=joules, updated_at=now))
