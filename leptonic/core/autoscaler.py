@@ -10,6 +10,16 @@ burst does not start replicas it will not need and a lull does not stop them. A 
 with ``min_replicas = 0`` goes to zero once no request was seen for
 ``scale_to_zero_after_s``; a request that then arrives is held by the gateway and scales
 it back to one at once, with no delay.
+
+:func:`predictive` (``policy: predictive``) wraps it: replicas = max(the reactive
+decision, what the forecast rate by ``now + startup time`` needs at the target
+concurrency), within the same bounds; only the reactive part waits out the upscale delay
+(the forecast is the lead), and scaling down keeps the reactive downscale delay. An
+unusable forecast (short history, high recent error) leaves the reactive decision alone.
+At ``min_replicas = 0`` the idle gaps' hybrid histogram (``core.forecast.keep_alive``)
+replaces the fixed ``scale_to_zero_after_s`` (never lengthening it): stay up for the
+keep-alive window, and where
+the pre-warm window is long, go to zero at once and be back (ready) when it ends.
 """
 
 from __future__ import annotations
@@ -18,9 +28,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from leptonic.core.forecast import Forecast, KeepAlive
 from leptonic.core.models import AutoscaleState, AutoscalingSpec
 
 _EPS = 1e-9
+#: a new replica's time to ready when nothing better is known: leptonic's measured cold
+#: start (``POST /deployments`` -> first answer, 576 ms; docs/BENCHMARKS.md)
+STARTUP_S = 0.58
 
 
 @dataclass(frozen=True)
@@ -102,3 +116,112 @@ def autoscale(inp: AutoscaleInput) -> AutoscaleDecision:
                              f"(scale to zero after {spec.scale_to_zero_after_s:g}s)")
         return decide(want, figures)
     return decide(current, "", since)
+
+
+# -- predictive -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PredictiveInput:
+    reactive: AutoscaleInput
+    forecast: Forecast | None   # the forecaster's latest word (None: none yet)
+    service_s: float | None     # mean seconds a request is in flight (None: not known yet)
+    startup_s: float            # a new replica's time to ready
+    idle: KeepAlive | None = None   # keep-alive windows from the idle gaps (min 0 only)
+
+
+def replicas_for(rate: float, service_s: float, target: float) -> int:
+    """Replicas that ``rate`` requests/s of ``service_s`` each need at ``target`` in flight
+    per replica (Little's law: in flight = rate x time in flight)."""
+    load = rate * service_s
+    return math.ceil(load / target - _EPS) if load > _EPS else 0
+
+
+def service_estimate(previous: float | None, in_flight: float, rate: float,
+                     alpha: float = 0.3) -> float | None:
+    """Mean seconds a request is in flight, by Little's law (mean requests in flight over
+    their arrival rate) over one interval, smoothed with the ``previous`` estimate; an
+    interval without requests leaves it as it was."""
+    if rate <= _EPS or in_flight <= _EPS:
+        return previous
+    now = in_flight / rate
+    return now if previous is None else alpha * now + (1 - alpha) * previous
+
+
+def predictive(inp: PredictiveInput) -> AutoscaleDecision:
+    r = inp.reactive
+    spec, now = r.spec, r.now
+    idle = inp.idle if spec.min_replicas == 0 else None
+    if idle is not None and idle.keep_alive_s > spec.scale_to_zero_after_s:
+        # the histogram may shorten the user's idle period, never lengthen it
+        idle = KeepAlive(min(idle.prewarm_s, spec.scale_to_zero_after_s),
+                         spec.scale_to_zero_after_s, idle.gaps)
+    if idle is not None:
+        r = AutoscaleInput(spec.model_copy(update={"scale_to_zero_after_s": idle.keep_alive_s}),
+                           r.state, r.samples, r.waiting, r.active, r.now)
+    base = autoscale(r)
+    current = r.state.replicas
+    st = base.state
+    idle_for = now - st.last_active_at
+    fc = inp.forecast
+    rate = upper = None
+    need = 0
+    if fc is not None and fc.usable and inp.service_s:
+        rate, upper = fc.peak(now + inp.startup_s)
+        need = replicas_for(upper, inp.service_s, spec.target_concurrency)
+    why_forecast = _forecast_words(inp, rate, upper, need)
+
+    replicas = base.replicas
+    why = base.reason or (f"reactive: {st.in_flight:.1f} in flight, target "
+                          f"{spec.target_concurrency:g} per replica")
+    if idle is not None:
+        why += f"; keep-alive {idle.keep_alive_s:g}s from {idle.gaps} idle gaps"
+    prewarm = idle is not None and idle.prewarm_s > inp.startup_s
+    busy = r.active or r.waiting > 0 or st.in_flight > _EPS
+    # (unloading early is for the last replica, as in Azure Functions: more replicas than
+    # one are left to the downscale delay)
+    if idle is not None and prewarm and not busy and need == 0 and current == 1 \
+            and replicas == 1 and idle_for + inp.startup_s < idle.prewarm_s:
+        replicas = 0
+        why = (f"idle {idle_for:.0f}s; the next request is not due before "
+               f"{idle.prewarm_s:g}s (pre-warm window from {idle.gaps} idle gaps)")
+    elif idle is not None and prewarm and replicas == 0 and \
+            idle.prewarm_s <= idle_for + inp.startup_s < idle.keep_alive_s:
+        replicas = 1
+        why = (f"pre-warm: idle {idle_for:.0f}s, requests come back from "
+               f"{idle.prewarm_s:g}s ({idle.gaps} idle gaps)")
+    wanted = min(spec.max_replicas, max(spec.min_replicas, need)) if need else 0
+    if wanted > replicas:
+        replicas = wanted
+        why = f"{why_forecast}; reactive alone: {base.replicas}"
+    else:
+        why = f"{why}; {why_forecast}"
+    reason = "" if replicas == current else why
+    overridden = replicas != base.replicas
+    state = st.model_copy(update={
+        "replicas": replicas,
+        # a count set by the forecast: the reactive delays count from here
+        "proposal": replicas if overridden else st.proposal,
+        "proposal_since": None if overridden else st.proposal_since,
+        "forecast_rate": None if rate is None else round(rate, 3),
+        "forecast_upper": None if upper is None else round(upper, 3),
+        "forecast_error": None if fc is None or fc.mape is None or math.isinf(fc.mape)
+        else round(fc.mape, 3),
+        "forecast_period_s": None if fc is None or fc.period_s is None
+        else round(fc.period_s, 1),
+        "service_s": None if inp.service_s is None else round(inp.service_s, 4),
+        "why": why})
+    return AutoscaleDecision(replicas, state, reason)
+
+
+def _forecast_words(inp: PredictiveInput, rate: float | None, upper: float | None,
+                    need: int) -> str:
+    fc = inp.forecast
+    if fc is None:
+        return "forecast: none yet (reactive)"
+    if not fc.usable:
+        return f"forecast not used ({fc.reason}): reactive"
+    if not inp.service_s:
+        return "forecast not used (no request timed yet): reactive"
+    return (f"forecast {rate:.2f} req/s (upper {upper:.2f}) by +{inp.startup_s:g}s x "
+            f"{inp.service_s:.3g}s in flight each / target "
+            f"{inp.reactive.spec.target_concurrency:g} -> {need} replica(s); {fc.reason}")

@@ -6,11 +6,15 @@ import pytest
 
 from leptonic.core.autoscaler import (
     AutoscaleInput,
+    PredictiveInput,
     Sample,
     autoscale,
     average_in_flight,
     initial_state,
+    predictive,
+    replicas_for,
 )
+from leptonic.core.forecast import Forecast, KeepAlive
 from leptonic.core.models import AutoscaleState, AutoscalingSpec
 
 NOW = 1000.0
@@ -94,3 +98,91 @@ def test_average_uses_only_the_look_back_window() -> None:
 def test_initial_state_starts_one_even_at_min_zero() -> None:
     assert initial_state(ZERO, NOW).replicas == 1
     assert initial_state(SPEC.model_copy(update={"min_replicas": 3}), NOW).replicas == 3
+
+
+# -- predictive ----------------------------------------------------------------------------
+
+def forecast(rate: float, usable: bool = True, at: float = NOW - 5, later: float | None = None,
+             mape: float = 0.1) -> Forecast:
+    """A forecast of ``rate`` for the next interval (and ``later`` for the one after)."""
+    rates = (rate,) if later is None else (rate, later)
+    return Forecast(at=at, interval_s=10, rates=rates, upper=rates, period_s=60, mape=mape,
+                    usable=usable, reason="test" if usable else "history too short")
+
+
+PRED = SPEC.model_copy(update={"policy": "predictive"})
+PZERO = PRED.model_copy(update={"min_replicas": 0, "scale_to_zero_after_s": 600})
+IDLE = KeepAlive(prewarm_s=0.0, keep_alive_s=120.0, gaps=40)
+PREWARM = KeepAlive(prewarm_s=300.0, keep_alive_s=900.0, gaps=40)
+
+P_CASES = [
+    # name, spec, state, samples, forecast, service_s, idle, expected replicas
+    ("no forecast: reactive", PRED, state(2), flat(4), None, 1.0, None, 2),
+    ("unusable forecast: reactive", PRED, state(2), flat(4), forecast(100, usable=False),
+     1.0, None, 2),
+    ("forecast above the load: scales up at once, no upscale delay", PRED, state(2),
+     flat(4), forecast(8), 1.0, None, 4),
+    ("forecast below the load: the reactive count", PRED, state(2), flat(4), forecast(1),
+     1.0, None, 2),
+    ("forecast needs replicas by its service time", PRED, state(1), flat(1), forecast(2),
+     3.0, None, 3),
+    ("no request timed yet: reactive", PRED, state(2), flat(4), forecast(100), None, None,
+     2),
+    ("forecast capped at max_replicas", PRED, state(2), flat(4), forecast(1000), 1.0, None,
+     5),
+    ("a forecast drop waits for the downscale delay", PRED, state(5, 5), flat(2),
+     forecast(1), 1.0, None, 5),
+    ("the peak by now + startup counts, not only the next interval", PRED, state(1),
+     flat(1), forecast(1, later=10), 1.0, None, 5),
+    ("keep-alive from the idle gaps: zero sooner than the fixed period", PZERO,
+     state(1, active=NOW - 121), flat(0), None, 1.0, IDLE, 0),
+    ("within the keep-alive: stays up", PZERO, state(1, active=NOW - 100), flat(0), None,
+     1.0, IDLE, 1),
+    ("the idle gaps do not apply above min 0", PRED, state(1, active=NOW - 5000), flat(0),
+     None, 1.0, IDLE, 1),
+    ("long pre-warm window: goes to zero right after the requests", PZERO,
+     state(1, active=NOW - 20), flat(0), None, 1.0, PREWARM, 0),
+    ("in the pre-warm window: back to one before the next request", PZERO,
+     state(0, active=NOW - 299), [], None, 1.0, PREWARM, 1),
+    ("past the keep-alive: zero", PZERO, state(1, active=NOW - 901), [], None, 1.0, PREWARM,
+     0),
+    ("a forecast keeps a replica at min 0", PZERO, state(0, active=NOW - 2000), [],
+     forecast(0.5), 1.0, IDLE, 1),
+]
+
+
+@pytest.mark.parametrize(("spec", "st", "samples", "fc", "service_s", "idle", "expected"),
+                         [c[1:] for c in P_CASES], ids=[c[0] for c in P_CASES])
+def test_predictive(spec: AutoscalingSpec, st: AutoscaleState, samples: list[Sample],
+                    fc: Forecast | None, service_s: float | None, idle: KeepAlive | None,
+                    expected: int) -> None:
+    d = predictive(PredictiveInput(AutoscaleInput(spec, st, samples, 0, False, NOW), fc,
+                                   service_s, startup_s=10.0, idle=idle))
+    assert d.replicas == expected
+    assert d.state.replicas == expected
+    assert bool(d.reason) == (expected != st.replicas)
+    assert d.state.why
+    if fc is not None and fc.usable and service_s:
+        assert d.state.forecast_rate is not None
+        assert d.state.forecast_error == fc.mape
+
+
+def test_predictive_scale_up_then_the_downscale_delay_holds_it() -> None:
+    """Walk time: the forecast raises replicas at once; when it and the load fall, the
+    count is held for the whole downscale delay, as reactive would."""
+    st = state(1)
+    seen = []
+    for t, rate in ((0, 8), (10, 8), (20, 1), (300, 1), (610, 1), (640, 1)):
+        now = NOW + t
+        d = predictive(PredictiveInput(
+            AutoscaleInput(PRED, st, [Sample(now, 2)], 0, True, now),
+            forecast(rate, at=now - 1), 1.0, startup_s=5.0))
+        st = d.state
+        seen.append(d.replicas)
+    assert seen == [4, 4, 4, 4, 1, 1]
+
+
+def test_replicas_for() -> None:
+    assert replicas_for(10, 0.5, 2) == 3
+    assert replicas_for(0, 0.5, 2) == 0
+    assert replicas_for(4, 1.0, 2) == 2
