@@ -9,14 +9,14 @@ DATA_DIR ?= $(HOME)/.leptonic
 PORT   ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: up install test lint unit integration e2e bench clean sysdeps
+.PHONY: up install test lint unit integration e2e bench clean sysdeps docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,ml,ray]'
+	$(BIN)/python -m pip install -q -e '.[dev,ml,ray,sim,docs]'
 	touch $(STAMP)
 
 # The dashboard's front-end packages (htmx, uPlot) come from npm, pinned by the lock file;
@@ -43,13 +43,18 @@ up: install
 	$(BIN)/leptonic up --data-dir $(DATA_DIR) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check leptonic tests benchmarks examples
+	$(BIN)/ruff check leptonic tests benchmarks examples tools
 	$(BIN)/mypy leptonic/core
+
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or reference fails;
+# the CLI and REST references are generated from the code at build time (tools/docs_hooks.py)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The integration suite also runs on a real PostgreSQL: .ci/postgres.sh installs and starts
 # one where it can (root or sudo); elsewhere those tests are skipped, unless
 # LEPTONIC_REQUIRE_SYSTEM_DEPS=1 (CI) makes a missing server a failure.
-test: lint sysdeps
+test: lint docs sysdeps
 	LEPTONIC_TEST_POSTGRES_URL=$${LEPTONIC_TEST_POSTGRES_URL:-$$(.ci/postgres.sh 2>/dev/null || true)} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -68,5 +73,5 @@ bench: install
 	$(BIN)/python benchmarks/gateway.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	rm -rf $(WEB)/node_modules $(WEB)/static/vendor

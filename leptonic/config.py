@@ -97,6 +97,14 @@ class Settings:
     lease_s: float = field(default_factory=lambda: float(
         os.environ.get("LEPTONIC_LEASE_SECONDS", "10")))
     observe: ObserveSettings = field(default_factory=ObserveSettings.from_env)
+    # consolidation (controller/consolidation.py): how often to look for a node to empty,
+    # how long a node with nothing placed waits before standby, how many moves an hour
+    consolidate_period_s: float = field(default_factory=lambda: float(
+        os.environ.get("LEPTONIC_CONSOLIDATE_PERIOD_S", "30")))
+    standby_after_s: float = field(default_factory=lambda: float(
+        os.environ.get("LEPTONIC_STANDBY_AFTER_S", "120")))
+    max_moves_per_hour: int = field(default_factory=lambda: int(
+        os.environ.get("LEPTONIC_MAX_MOVES_PER_HOUR", "6")))
 
     @property
     def layout(self) -> DataDir:

@@ -12,6 +12,7 @@ renders them (``leptonic.api.problems``)::
      ├── NotFound (404)              a named photon, deployment, replica... is not there
      ├── Conflict (409)              the name is taken, or the object is in use
      ├── PayloadTooLarge (413)       a body or bundle over the configured limit
+ │    └── OutputTooLarge         a job attempt left more output than its job allows
      ├── TooManyRequests (429)       a queue or rate limit is full
      ├── Unavailable (503)           no ready replica, or the platform is not ready
      └── BackendError (500)          the runtime failed to start/stop something
@@ -81,6 +82,10 @@ class Conflict(LeptonicError):
 class PayloadTooLarge(LeptonicError):
     status = 413
     title = "Payload too large"
+
+
+class OutputTooLarge(PayloadTooLarge):
+    title = "Output too large"
 
 
 class TooManyRequests(LeptonicError):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from leptonic.config import Settings
+from leptonic.controller.consolidation import Consolidator
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.leader import Leadership, holder_id
 from leptonic.controller.loop import Controller, Routes
@@ -68,6 +69,10 @@ class Platform:
                                      secrets=self.secrets, traffic=self.gateway)
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
                                      registry=self.registry)
+        self.controller.consolidator = Consolidator(
+            self.ctx, period_s=settings.consolidate_period_s,
+            standby_after_s=settings.standby_after_s,
+            max_moves_per_hour=settings.max_moves_per_hour)
         from leptonic.observe.service import Observability
         self.observe = Observability(self)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,6 +186,7 @@ class Platform:
             self._follow_task.cancel()
         await self.leadership.stop(release=True)
         if stop_replicas:
+            await self.controller.jobs.interrupt_all()      # retried on the next start
             replicas = await asyncio.to_thread(self.store.list_replicas)
             await self.backend.stop_all(grace_s=5.0)
             for r in replicas:

@@ -21,6 +21,8 @@ from leptonic.api.routes import (
     auth,
     cluster,
     deployments,
+    energy,
+    jobs,
     photons,
     rollouts,
     secrets,
@@ -44,7 +46,7 @@ def create_app(platform: Any) -> Any:
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
     for module in (status, photons, deployments, rollouts, cluster, auth, secrets, audit,
-                   metric_routes, alerts):
+                   metric_routes, alerts, energy, jobs):
         v1.include_router(module.router)
     app.include_router(v1)
     install_dashboard(app)
@@ -58,10 +60,10 @@ def create_app(platform: Any) -> Any:
         return Response(generate_latest(platform.registry), media_type=CONTENT_TYPE_LATEST)
 
     settings = platform.settings
-    upload = f"{API_PREFIX}/photons"
+    uploads = (f"{API_PREFIX}/photons", f"{API_PREFIX}/jobs")   # bundles (and job inputs)
 
     def limit_for(scope: dict[str, Any]) -> int:
-        if scope.get("path") == upload and scope.get("method") == "POST":
+        if scope.get("path") in uploads and scope.get("method") == "POST":
             return int(settings.max_bundle_bytes)
         return int(settings.max_body_bytes)
 

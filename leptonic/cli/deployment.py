@@ -13,7 +13,7 @@ from leptonic.cli._output import age, clock, console, fields, show, table
 from leptonic.cli.replica import replicas_table
 from leptonic.cli.rollout import spec_options
 from leptonic.client import Client
-from leptonic.core.models import Deployment, Event, PlacementSpec, Resources
+from leptonic.core.models import DEFAULT_PLACEMENT, Deployment, Event, PlacementSpec, Resources
 
 app = typer.Typer(help="Deployments: a photon version running as replicas behind the gateway.",
                   no_args_is_help=True)
@@ -71,6 +71,9 @@ def placement_text(p: PlacementSpec) -> str:
     text = f"tier {p.tier.value}"
     if p.node_selector:
         text += ", labels " + ", ".join(f"{k}={v}" for k, v in sorted(p.node_selector.items()))
+    if p.gpu_models:
+        text += ", GPU " + "|".join(p.gpu_models)
+    text += f", {(p.policy or DEFAULT_PLACEMENT).value}" + ("" if p.policy else " (default)")
     return text
 
 

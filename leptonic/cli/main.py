@@ -6,9 +6,12 @@ from __future__ import annotations
 import typer
 
 from leptonic.cli import alert as alert_cli
-from leptonic.cli import auth, deployment, node, photon, replica
+from leptonic.cli import auth, deployment, job, node, photon, replica
+from leptonic.cli import simulate as simulate_cli
 from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import ErrorHandlingGroup, fields, show
+from leptonic.cli.energy import energy as energy_cmd
+from leptonic.cli.init import init as init_cmd
 from leptonic.cli.up import up
 
 app = typer.Typer(
@@ -26,11 +29,15 @@ def root(ctx: typer.Context, output: OutputOpt = None, url: UrlOpt = None,
 
 
 app.command("up")(up)
+app.command("init")(init_cmd)
 app.add_typer(photon.app, name="photon")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(replica.app, name="replica")
 app.add_typer(node.app, name="node")
+app.add_typer(job.app, name="job")
 app.add_typer(alert_cli.app, name="alert")
+app.add_typer(simulate_cli.app, name="simulate")
+app.command("energy")(energy_cmd)
 app.command("login")(auth.login)
 app.command("logout")(auth.logout)
 app.command("whoami")(auth.whoami)

@@ -1,14 +1,15 @@
-"""``leptonic node ...``: the machines replicas run on; cordon, uncordon and drain them."""
+"""``leptonic node ...``: the machines replicas run on; cordon, uncordon and drain them;
+show and override their power models."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
-from leptonic.cli._output import age, clock, fields, show, table
+from leptonic.cli._output import age, clock, fail, fields, show, table
 from leptonic.core.models import Node
 
 app = typer.Typer(help="Nodes: the machines (or Ray nodes) replicas run on, in tiers "
@@ -115,3 +116,97 @@ app.command("uncordon", help="Let the node take new replicas again (ends a drain
 app.command("drain", help="Cordon the node and move its replicas to other nodes, each "
                           "replaced before it stops, as in a rolling update.")(
     _control("drain", "draining"))
+
+
+# -- power ------------------------------------------------------------------------------
+
+def _points(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(p) for p in text.replace(" ", "").split(",") if p != ""]
+    except ValueError:
+        fail(f"{option} takes 11 watts separated by commas (0%, 10%, ..., 100%), not "
+             f"{text!r}")
+
+
+def _w(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.1f} W"
+
+
+def power_fields(p: dict[str, Any]) -> object:
+    model = p.get("model") or {}
+    cpu = model.get("cpu") or {}
+    gpu = model.get("gpu") or {}
+
+    def pts(m: dict[str, Any]) -> str:
+        return ", ".join(f"{w:g}" for w in m.get("points", [])) or "-"
+
+    return fields([
+        ("node", p.get("node")), ("source", p.get("source")), ("watts now", _w(p.get("watts"))),
+        ("idle .. max", f"{_w(model.get('idle_w'))} .. {_w(model.get('max_w'))}"),
+        ("cpu W at 0..100%", pts(cpu)), ("cpu figures", cpu.get("source") or "-"),
+        ("gpus", f"{model.get('gpus', 0)} x [{pts(gpu)}]" if gpu else "-"),
+        ("standby", _w(model.get("standby_w"))), ("wake", f"{model.get('wake_s', 0):g} s"),
+        ("override", ", ".join(f"{k}={v}" for k, v in (p.get("override") or {}).items())
+         or "none (defaults)"),
+    ])
+
+
+@app.command("power")
+def power(ctx: typer.Context, node: NodeArg, output: OutputOpt = None, url: UrlOpt = None,
+          token: TokenOpt = None) -> None:
+    """The node's power model, where its watts come from (rapl, override or model) and
+    what it draws now."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        found = client.node_power(node)
+    show(opts, found, power_fields)
+
+
+@app.command("set-power")
+def set_power(
+    ctx: typer.Context, node: NodeArg,
+    idle: Annotated[float | None, typer.Option("--idle", help="CPU watts at 0% "
+                                               "(with --max: a linear model)")] = None,
+    max_: Annotated[float | None, typer.Option("--max", help="CPU watts at 100%")] = None,
+    table_: Annotated[str | None, typer.Option(
+        "--table", help="CPU watts at 0%,10%,...,100% (11 points, rising)")] = None,
+    gpu_idle: Annotated[float | None, typer.Option("--gpu-idle", help="watts of one idle "
+                                                   "GPU (with --gpu-max)")] = None,
+    gpu_max: Annotated[float | None, typer.Option("--gpu-max", help="watts of one GPU "
+                                                  "at 100%")] = None,
+    gpu_table: Annotated[str | None, typer.Option(
+        "--gpu-table", help="watts of one GPU at 0%,10%,...,100% (11 points)")] = None,
+    standby: Annotated[float | None, typer.Option("--standby", help="watts in "
+                                                  "standby")] = None,
+    wake_s: Annotated[float | None, typer.Option("--wake-s", help="seconds to wake from "
+                                                 "standby")] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="drop the override (with other "
+                                        "options: start again from these alone)")] = False,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Override the node's power model; settings not given keep their override."""
+    opts = options(ctx, output, url, token)
+    given: dict[str, Any] = {
+        "idle_w": idle, "max_w": max_, "table": _points(table_, "--table"),
+        "gpu_idle_w": gpu_idle, "gpu_max_w": gpu_max,
+        "gpu_table": _points(gpu_table, "--gpu-table"), "standby_w": standby,
+        "wake_s": wake_s}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given and not reset:
+        fail("give the watts to set (--idle and --max, or --table; --gpu-*; --standby; "
+             "--wake-s), or --reset")
+    with connect(opts) as client:
+        if not given:
+            found = client.reset_node_power(node)
+        else:
+            merged = {} if reset else dict(client.node_power(node).get("override") or {})
+            for prefix in ("", "gpu_"):   # a table replaces idle/max and the other way
+                if f"{prefix}table" in given:
+                    merged.pop(f"{prefix}idle_w", None)
+                    merged.pop(f"{prefix}max_w", None)
+                if f"{prefix}idle_w" in given or f"{prefix}max_w" in given:
+                    merged.pop(f"{prefix}table", None)
+            found = client.set_node_power(node, **{**merged, **given})
+    show(opts, found, power_fields)

@@ -18,7 +18,8 @@ app = typer.Typer(help="Photons: versioned bundles of model-serving code.",
                   no_args_is_help=True)
 
 EntryOpt = Annotated[str, typer.Option(
-    "--entry", "-m", help="FILE:CLASS inside the path, e.g. app.py:Echo.")]
+    "--entry", "-m", help="FILE:CLASS, e.g. app.py:Echo (or a path to the file: "
+                          "sub/app.py:Echo, /abs/dir/app.py:Echo).")]
 
 
 def _handlers(v: PhotonVersion) -> str:
@@ -35,14 +36,23 @@ def _versions(versions: list[PhotonVersion]) -> Table:
 @app.command("run")
 def run(
     entry: EntryOpt,
-    path: Annotated[Path, typer.Option(help="Folder the entry file is in.")] = Path("."),
+    path: Annotated[Path | None, typer.Option(
+        help="Folder the entry file is in (default: as for photon create).",
+        show_default=False)] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
 ) -> None:
-    """Serve a photon from local code in this process (no platform needed)."""
+    """Serve a photon from local code in this process (no platform needed).
+
+    Classic leptonai photons (``from leptonai.photon import Photon``) run as they are.
+    """
+    from leptonic.compat import unsupported_entry
     from leptonic.photon.runner import serve
 
-    code = serve(entry, host, port, bundle_dir=path.resolve())
+    if (why := unsupported_entry(entry)) is not None:
+        raise typer.BadParameter(why, param_hint="'--entry' / '-m'")
+    folder, entry = bundle_target(entry, path)
+    code = serve(entry, host, port, bundle_dir=folder.resolve())
     if code:
         raise typer.Exit(code)
 
@@ -55,14 +65,41 @@ def _plan(plan: BundlePlan) -> object:
     return Group(files, "", plan.totals() + (f"; largest: {largest}" if largest else ""))
 
 
+def bundle_target(entry: str, path: Path | None) -> tuple[Path, str]:
+    """The folder to bundle and the entry inside it, for ``-m ENTRY [--path PATH]``.
+
+    Without ``--path``, ``-m /abs/dir/app.py:Echo`` and ``-m sub/app.py:Echo`` bundle the
+    file's folder (entry ``app.py:Echo``). With ``--path``, an absolute entry file is made
+    relative to it, and must lie inside it.
+    """
+    file, sep, cls = entry.rpartition(":")
+    is_file = bool(sep) and file.endswith(".py")
+    if path is None:
+        target = Path(file).expanduser()
+        if is_file and (target.is_absolute() or len(target.parts) > 1):
+            return target.parent, f"{target.name}:{cls}"
+        return Path("."), entry
+    if is_file and Path(file).expanduser().is_absolute():
+        root, target = path.expanduser().resolve(), Path(file).expanduser().resolve()
+        if not target.is_relative_to(root if root.is_dir() else root.parent):
+            raise typer.BadParameter(
+                f"entry file {file} is not inside --path {path}; pass the folder that "
+                f"holds it, or leave --path out to bundle the file's own folder",
+                param_hint="'--entry' / '-m'")
+        base = root if root.is_dir() else root.parent
+        return path, f"{target.relative_to(base).as_posix()}:{cls}"
+    return path, entry
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", "-n", help="Photon name (a slug).")],
     entry: EntryOpt,
-    path: Annotated[Path, typer.Option(
-        help="Folder (or single file) to bundle (default: the current folder).",
-        show_default=False)] = Path("."),
+    path: Annotated[Path | None, typer.Option(
+        help="Folder (or single file) to bundle (default: the folder of the entry file "
+             "when -m names one by a path, e.g. -m sub/app.py:Echo; else the current "
+             "folder).", show_default=False)] = None,
     include: Annotated[list[str] | None, typer.Option(
         "--include", metavar="PATTERN",
         help="Bundle a file or folder that .gitignore, .leptonicignore or the defaults "
@@ -79,7 +116,8 @@ def create(
     and leptonic data dirs.
     """
     opts = options(ctx, output, url, token)
-    plan = plan_bundle(path, include or ())
+    folder, entry = bundle_target(entry, path)
+    plan = plan_bundle(folder, include or ())
     if dry_run:
         show(opts, plan.to_json(), lambda _: _plan(plan))
         return

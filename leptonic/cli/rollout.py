@@ -19,7 +19,16 @@ import typer
 
 from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import clock, console, fail, fields, show, table
-from leptonic.core.models import DONE_PHASES, Rollout, RolloutPhase, StrategyType, Tier
+from leptonic.core.models import (
+    DEFAULT_PLACEMENT,
+    DONE_PHASES,
+    AutoscalingPolicy,
+    PlacementPolicy,
+    Rollout,
+    RolloutPhase,
+    StrategyType,
+    Tier,
+)
 
 app = typer.Typer(help="The rollout of a deployment's new version: watch it, pause, resume, "
                        "promote or abort it.", no_args_is_help=True)
@@ -123,6 +132,10 @@ SPEC_OPTIONS: dict[str, tuple[Any, tuple[str, ...], Callable[[Any], Any] | None]
                           "zero when idle."), ("autoscaling", "min_replicas"), None),
     "max_replicas": (_opt(int, "--max-replicas", "Autoscale: most replicas."),
                      ("autoscaling", "max_replicas"), None),
+    "autoscaling_policy": (_opt(AutoscalingPolicy, "--autoscaling-policy", "Autoscale: "
+                                "reactive (the requests in flight; default) or predictive "
+                                "(also the forecast rate; needs --min-replicas and "
+                                "--max-replicas)."), ("autoscaling", "policy"), None),
     "target_concurrency": (_opt(float, "--target-concurrency", "Autoscale: requests in "
                                 "flight per replica to aim for (default 2)."),
                            ("autoscaling", "target_concurrency"), None),
@@ -183,6 +196,13 @@ SPEC_OPTIONS: dict[str, tuple[Any, tuple[str, ...], Callable[[Any], Any] | None]
         help="Only nodes with this label KEY=VALUE (repeatable; all must match; on update "
              "the labels given replace the current selector).")],
         ("placement", "node_selector"), labels),
+    "gpu_model": (Annotated[list[str] | None, typer.Option(
+        "--gpu-model", metavar="MODEL", show_default=False, rich_help_panel=_PLACEMENT,
+        help="Only nodes with this GPU model, e.g. A100 (repeatable: any of them).")],
+        ("placement", "gpu_models"), None),
+    "placement": (_opt(PlacementPolicy, "--placement", "How a node is chosen among those "
+                       "that fit: spread, pack, ray-hybrid or energy (default: "
+                       f"{DEFAULT_PLACEMENT.value}).", _PLACEMENT), ("placement", "policy"), None),
 }
 
 

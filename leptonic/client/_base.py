@@ -765,6 +765,28 @@ class _API:
         """Cordon the node and move its replicas to other nodes -> ``Node``."""
         return self._run(Call("POST", f"/nodes/{_seg(name)}/drain", _model(Node)))
 
+    def node_power(self, name: str) -> Any:
+        """The node's power model, override, source (``rapl``, ``override``, ``model``) and
+        watts now -> dict."""
+        return self._run(Call("GET", f"/nodes/{_seg(name)}/power"))
+
+    def set_node_power(self, name: str, **override: Any) -> Any:
+        """Replace the node's power override (``idle_w``/``max_w`` or ``table`` of 11
+        points, ``gpu_idle_w``/``gpu_max_w`` or ``gpu_table``, ``standby_w``, ``wake_s``)
+        -> dict as :meth:`node_power`."""
+        return self._run(Call("PUT", f"/nodes/{_seg(name)}/power",
+                              json={k: v for k, v in override.items() if v is not None}))
+
+    def reset_node_power(self, name: str) -> Any:
+        """Drop the node's power override (its defaults again) -> dict."""
+        return self._run(Call("DELETE", f"/nodes/{_seg(name)}/power"))
+
+    # energy
+    def energy(self, since: str = "1h") -> Any:
+        """kWh per node and deployment over the last ``since``; watts and source per node
+        -> dict."""
+        return self._run(Call("GET", "/energy", params={"since": since}))
+
     # auth: sessions, users, tokens, secrets, audit
     def login(self, username: str, password: str) -> Any:
         """Trade a password for a session token -> ``{"token", "expires_at", ...}``."""

@@ -27,6 +27,7 @@ from leptonic.client._base import (
     _API,
     Call,
     SSEDecoder,
+    WaitTimeout,
     _seg,
     check_ready,
     connection_error,
@@ -38,7 +39,8 @@ from leptonic.client._base import (
     resolve_url,
     timeout_error,
 )
-from leptonic.core.models import Deployment
+from leptonic.client.jobs import JobsAPI, job_done
+from leptonic.core.models import Deployment, Job
 
 ProgressFn = Callable[[Deployment], None]
 
@@ -55,7 +57,7 @@ def _streaming_timeout(timeout: float | None) -> httpx.Timeout:
     return httpx.Timeout(timeout, read=None)
 
 
-class Client(_API):
+class Client(_API, JobsAPI):
     """A blocking client of a leptonic platform.
 
     ``url`` and ``token`` default to ``$LEPTONIC_URL`` / ``$LEPTONIC_TOKEN``, else to the
@@ -123,12 +125,40 @@ class Client(_API):
                 raise timeout_error(dep, name, timeout)
             time.sleep(min(interval, left))
 
+    def wait_job(self, name: str, timeout: float | None = None,
+                 on_progress: Callable[[Job], None] | None = None, *,
+                 interval: float = 0.2) -> Job:
+        """Poll job ``name`` until it succeeds -> ``Job``. Raises ``JobFailed`` (with the
+        reason and the last log lines) once it fails, ``WaitTimeout`` after ``timeout``
+        seconds (None: no limit)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job: Job = self.get_job(name)
+            if on_progress is not None:
+                on_progress(job)
+            if job_done(job):
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {name} did not finish within {timeout:g}s: "
+                                  f"{job.status.phase}: {job.status.message}")
+            time.sleep(interval)
+
     def follow_logs(self, name: str, tail: int | None = 200,
                     replica: str | None = None, grep: str | None = None,
                     ignore_case: bool = False) -> Iterator[str]:
         """The log lines of a deployment, then new ones as they come (until closed);
         only those matching the regular expression ``grep`` when given."""
-        call = logs_call(name, tail, replica, follow=True, grep=grep, ignore_case=ignore_case)
+        yield from self._stream_lines(logs_call(name, tail, replica, follow=True, grep=grep,
+                                                ignore_case=ignore_case))
+
+    def follow_job_logs(self, name: str, *, index: int | None = None,
+                        attempt: int | None = None, tail: int = 200) -> Iterator[str]:
+        """A job's log lines, then new ones as they come, until the job has finished."""
+        yield from self._stream_lines(Call("GET", f"/jobs/{_seg(name)}/logs", params={
+            "index": index, "attempt": attempt, "tail": tail, "follow": "true"}))
+
+    def _stream_lines(self, call: Call) -> Iterator[str]:
+        """The lines of a streamed answer, as they come (no read timeout between them)."""
         request = call.request(self._http)
         request.extensions["timeout"] = _streaming_timeout(self.timeout).as_dict()
         resp = self._send(request, stream=True)
@@ -174,7 +204,7 @@ class Client(_API):
         return DeploymentHandle(self, name)
 
 
-class AsyncClient(_API):
+class AsyncClient(_API, JobsAPI):
     """The asyncio twin of ``Client``: the same methods, awaited; streams are async
     iterators."""
 
@@ -233,6 +263,23 @@ class AsyncClient(_API):
             if left <= 0:
                 raise timeout_error(dep, name, timeout)
             await asyncio.sleep(min(interval, left))
+
+    async def wait_job(self, name: str, timeout: float | None = None,  # noqa: ASYNC109
+                       on_progress: Callable[[Job], None] | None = None, *,
+                       interval: float = 0.2) -> Job:
+        """See ``Client.wait_job``."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            job: Job = await self.get_job(name)
+            if on_progress is not None:
+                on_progress(job)
+            if job_done(job):
+                return job
+            if deadline is not None and loop.time() >= deadline:
+                raise WaitTimeout(f"job {name} did not finish within {timeout:g}s: "
+                                  f"{job.status.phase}: {job.status.message}")
+            await asyncio.sleep(interval)
 
     async def follow_logs(self, name: str, tail: int | None = 200,
                           replica: str | None = None, grep: str | None = None,

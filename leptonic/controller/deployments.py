@@ -16,17 +16,31 @@ leaves it out and it gets no new request), its in-flight requests may finish for
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections import Counter, deque
 from dataclasses import dataclass
 
 from leptonic.controller.context import ControllerContext
-from leptonic.controller.nodes import HOLDING, allocated_by_node
+from leptonic.controller.held import held_work
+from leptonic.controller.nodes import HOLDING
 from leptonic.core.analysis import TrafficCounters
-from leptonic.core.autoscaler import AutoscaleInput, Sample, autoscale, initial_state
+from leptonic.core.autoscaler import (
+    STARTUP_S,
+    AutoscaleInput,
+    PredictiveInput,
+    Sample,
+    autoscale,
+    average_in_flight,
+    initial_state,
+    predictive,
+    service_estimate,
+)
+from leptonic.core.forecast import ForecastConfig, Forecaster, idle_gaps, keep_alive
 from leptonic.core.models import (
     AutoscaleState,
+    AutoscalingPolicy,
     Deployment,
     DeploymentPhase,
     DeploymentSpec,
@@ -57,7 +71,7 @@ from leptonic.core.rollout import (
     known_generation,
     plan_rollout,
 )
-from leptonic.core.scheduler import Placement, Request, place
+from leptonic.core.scheduler import DEFAULT_POLICY, Placement, Request, place
 from leptonic.core.transitions import (
     ACTIVE_STATES,
     deployment_status,
@@ -72,6 +86,8 @@ log = logging.getLogger(__name__)
 
 PUBLISH_WAIT_S = 2.0       # a draining replica waits this long at most for a route publish
 MAX_SAMPLES = 4096         # autoscaler samples kept per deployment
+SERIES_REFRESH_S = 1.0     # how often a predictive deployment's series is read again
+HISTORY_S = 8 * 3600.0     # of the request-rate series read after a (re)start
 
 
 def new_replica_id(deployment: str) -> str:
@@ -104,8 +120,15 @@ class DeploymentReconciler:
         self._samples: dict[str, deque[Sample]] = {}
         self._arrived: dict[str, int] = {}
         self._autoscale: dict[str, AutoscaleState] = {}
+        # predictive deployments: the forecaster, fed from the stored request-rate series
+        # (rebuilt from it after a restart), and when the series was last read
+        self._forecasters: dict[str, tuple[Forecaster, float]] = {}
+        self._service: dict[str, float | None] = {}   # seconds a request is in flight
         self._published = asyncio.Event()
         self.nodes: list[Node] = []                   # the node phase's latest snapshot
+        # set by the consolidation phase: replicas to move, nodes placement keeps out
+        self.moving: frozenset[str] = frozenset()
+        self.leaving: dict[str, str] = {}
         self._unschedulable: dict[str, str] = {}      # deployment -> why a start failed
         self._told: dict[str, str] = {}               # the reason last sent as an event
 
@@ -122,6 +145,8 @@ class DeploymentReconciler:
         self._samples.pop(name, None)
         self._arrived.pop(name, None)
         self._autoscale.pop(name, None)
+        self._forecasters.pop(name, None)
+        self._service.pop(name, None)
         self._unschedulable.pop(name, None)
         self._told.pop(name, None)
 
@@ -163,7 +188,7 @@ class DeploymentReconciler:
         templates = {t.generation: t for t in (new.previous, new.stable, new.target)
                      if t is not None}
         draining = {n.name for n in self.nodes if n.alive and n.control.draining}
-        evict = frozenset(r.id for r in replicas if r.node in draining)
+        evict = frozenset(r.id for r in replicas if r.node in draining) | self.moving
         actions = plan(d, replicas, now, ctx.restart, targets=decision.targets,
                        load=ctx.traffic.outstanding, evict=evict)
         self._unschedulable.pop(d.name, None)       # this tick's starts say it again
@@ -210,13 +235,14 @@ class DeploymentReconciler:
         replica being ``replacing`` holds nothing."""
         ctx = self.ctx
         nodes = self.nodes or await ctx.backend.nodes()
-        replicas = [r for r in await ctx.db(ctx.store.list_replicas) if r.id != replacing]
-        held = allocated_by_node(replicas)
-        zero = {"cpu": 0.0, "memory_mb": 0.0, "gpu": 0.0}
-        nodes = [n.model_copy(update={"allocated": held.get(n.name, zero)}) for n in nodes]
-        spread = Counter(r.node for r in replicas if r.deployment == name
-                         and r.state in HOLDING)
-        placed = place(nodes, Request(name, spec.resources, spec.placement), spread)
+        replicas = [r for r in await ctx.db(ctx.store.list_replicas) if r.id != replacing
+                    and r.state in HOLDING]
+        # replicas and running job attempts, in start order (the same GPU shares each time)
+        held = [(h.node, h.request) for h in await held_work(ctx, replicas)]
+        spread = Counter(r.node for r in replicas if r.deployment == name)
+        policy = spec.placement.policy or DEFAULT_POLICY
+        placed = place(nodes, Request.of(name, spec.resources, spec.placement), spread,
+                       policy, held, keep_out=self.leaving)
         if placed.node is None:
             self._unschedulable[name] = placed.reason
         return placed
@@ -269,7 +295,12 @@ class DeploymentReconciler:
         arrived = traffic.arrived(d.name)
         active = arrived != self._arrived.setdefault(d.name, arrived)
         self._arrived[d.name] = arrived
-        decision = autoscale(AutoscaleInput(spec, state, list(samples), waiting, active, now))
+        inp = AutoscaleInput(spec, state, list(samples), waiting, active, now)
+        if spec.policy is AutoscalingPolicy.PREDICTIVE:
+            decision = predictive(await self._predictive_input(d.name, inp))
+        else:
+            self._forecasters.pop(d.name, None)
+            decision = autoscale(inp)
         self._autoscale[d.name] = decision.state
         if decision.reason:
             log.info("deployment %s: %d -> %d replicas: %s", d.name, state.replicas,
@@ -282,6 +313,45 @@ class DeploymentReconciler:
             "in_flight": round(decision.state.in_flight, 1),
             "last_active_at": float(int(decision.state.last_active_at) // 5 * 5)})
         return decision.replicas, stored
+
+    async def _predictive_input(self, name: str, inp: AutoscaleInput) -> PredictiveInput:
+        """The forecaster's word on ``name``'s request rate, fed from the stored series
+        ``deployment/NAME`` (``requests_per_s``), read again at most every second."""
+        now = inp.now
+        held = self._forecasters.get(name)
+        if held is None or now - held[1] >= SERIES_REFRESH_S:
+            since = held[0].last_at if held is not None and held[0].last_at is not None \
+                else now - HISTORY_S
+            rows = await self.ctx.db(self._series, name, since, now)
+            if held is None:
+                times = [ts for ts, _ in rows]
+                gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)
+                interval = gaps[len(gaps) // 2] if gaps else 10.0
+                steps = max(1, round((STARTUP_S + interval) / interval))
+                held = (Forecaster(ForecastConfig(interval_s=interval, horizon=steps)), now)
+            forecaster = held[0]
+            for ts, data in rows:
+                forecaster.observe(ts, data.get("requests_per_s"))
+            self._forecasters[name] = (forecaster, now)
+            if forecaster.values:   # Little's law: in flight now over the latest rate
+                load = average_in_flight(inp.samples, now, inp.spec.look_back_s)
+                self._service[name] = service_estimate(
+                    self._service.get(name, inp.state.service_s), load,
+                    forecaster.values[-1])
+        forecaster = self._forecasters[name][0]
+        cfg = forecaster.cfg
+        idle = keep_alive(idle_gaps(list(forecaster.values), cfg.interval_s)) \
+            if inp.spec.min_replicas == 0 else None
+        return PredictiveInput(inp, forecaster.forecast(cfg.horizon),
+                               self._service.get(name, inp.state.service_s), STARTUP_S, idle)
+
+    def _series(self, name: str, since: float, until: float
+                ) -> list[tuple[float, dict[str, object]]]:
+        from leptonic.store.observe import ObserveStore
+
+        rows: list[tuple[float, dict[str, object]]] = ObserveStore(self.ctx.store).samples(
+            f"deployment/{name}", 0, since + 1e-6, until)
+        return rows
 
     def _window(self, name: str, st: RolloutStatus) -> tuple[TrafficCounters, TrafficCounters]:
         """The target's and the stable set's traffic since the current step began."""

@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from leptonic.controller.consolidation import Consolidator
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.deployments import DeploymentReconciler
+from leptonic.controller.jobs import JobController
 from leptonic.controller.nodes import NodeObserver
 from leptonic.controller.phases import run_guarded
 from leptonic.controller.replicas import ReplicaObserver
@@ -40,6 +42,8 @@ class Controller:
         self.observer = ReplicaObserver(ctx)
         self.reconciler = DeploymentReconciler(ctx)
         self.node_observer = NodeObserver(ctx)
+        self.jobs = JobController(ctx)
+        self.consolidator = Consolidator(ctx)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -130,6 +134,8 @@ class Controller:
         if adopted or lost or orphans:
             log.info("recovered: %d replica(s) adopted, %d lost, %d orphan(s) stopped",
                      adopted, lost, orphans)
+        loop = asyncio.get_running_loop()
+        await self.jobs.recover(wake=lambda: loop.call_soon_threadsafe(self.wake))
 
     async def _run(self) -> None:
         while not self._stopped:
@@ -149,7 +155,9 @@ class Controller:
 
         async def nodes() -> None:
             replicas = await self.ctx.db(self.ctx.store.list_replicas)
-            self.reconciler.nodes = await self.node_observer.observe(replicas)
+            attempts = await self.ctx.db(self.ctx.store.list_attempts, running=True)
+            self.reconciler.nodes = await self.node_observer.observe(replicas, attempts)
+            self.jobs.nodes = self.reconciler.nodes
 
         async def observe() -> None:
             deployments = await self.ctx.db(self.ctx.store.list_deployments)
@@ -174,6 +182,18 @@ class Controller:
                     self.phase_errors.labels("reconcile").inc()
                     log.exception("reconciling deployment %s failed; will retry", d.name)
 
+        async def consolidate() -> None:
+            deployments = await self.ctx.db(self.ctx.store.list_deployments)
+            replicas = await self.ctx.db(self.ctx.store.list_replicas)
+            attempts = await self.ctx.db(self.ctx.store.list_attempts, running=True)
+            await self.consolidator.tick(self.reconciler.nodes, deployments, replicas,
+                                         attempts)
+            self.reconciler.moving = self.consolidator.evict
+            self.reconciler.leaving = self.consolidator.leaving
+
+        async def jobs() -> None:
+            await self.jobs.tick(await self.ctx.db(self.ctx.store.list_replicas))
+
         async def publish() -> None:
             deployments = await self.ctx.db(self.ctx.store.list_deployments)
             replicas = await self.ctx.db(self.ctx.store.list_replicas)
@@ -184,4 +204,6 @@ class Controller:
         await self._guarded("nodes", nodes)
         await self._guarded("observe", observe)
         await self._guarded("reconcile", reconcile)
+        await self._guarded("jobs", jobs)
+        await self._guarded("consolidate", consolidate)
         await self._guarded("publish", publish)

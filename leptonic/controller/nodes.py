@@ -10,9 +10,10 @@ drain) is the API's and is never written here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from leptonic.controller.context import ControllerContext
-from leptonic.core.models import Node, Replica, ReplicaState, Resources
+from leptonic.core.models import AttemptState, JobAttempt, Node, Replica, ReplicaState, Resources
 from leptonic.core.scheduler import allocations
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,13 @@ HEARTBEAT_S = 5.0
 HOLDING = frozenset({ReplicaState.STARTING, ReplicaState.READY, ReplicaState.DRAINING})
 
 
-def allocated_by_node(replicas: list[Replica]) -> dict[str, dict[str, float]]:
-    return allocations((r.node, r.resources or Resources()) for r in replicas
-                       if r.state in HOLDING)
+def allocated_by_node(replicas: list[Replica], attempts: Sequence[JobAttempt] = ()
+                      ) -> dict[str, dict[str, float]]:
+    """What replicas and running job attempts hold on each node."""
+    held = [(r.node, r.resources or Resources()) for r in replicas if r.state in HOLDING]
+    held += [(a.node, a.resources or Resources()) for a in attempts
+             if a.state is AttemptState.RUNNING]
+    return allocations(held)
 
 
 class NodeObserver:
@@ -32,12 +37,15 @@ class NodeObserver:
         self.ctx = ctx
         self.nodes: list[Node] = []          # the latest snapshot, for placement
 
-    async def observe(self, replicas: list[Replica]) -> list[Node]:
+    async def observe(self, replicas: list[Replica], attempts: Sequence[JobAttempt] = ()
+                      ) -> list[Node]:
         ctx = self.ctx
         now = ctx.clock()
         seen = await ctx.backend.nodes()
         stored = {n.name: n for n in await ctx.db(ctx.store.list_nodes)}
-        allocated = allocated_by_node(replicas)
+        allocated = allocated_by_node(replicas, attempts)
+        used = {r.node for r in replicas if r.state in HOLDING} | {
+            a.node for a in attempts if a.state is AttemptState.RUNNING}
         out: list[Node] = []
         for node in seen:
             node = node.model_copy(update={
@@ -47,7 +55,14 @@ class NodeObserver:
                 (stored[node.name].heartbeat_at if node.name in stored else 0.0)})
             old = stored.pop(node.name, None)
             if old is not None:
-                node = node.model_copy(update={"control": old.control})
+                node = node.model_copy(update={"control": old.control, "power": old.power})
+                # standby (the consolidation phase's) lasts until something is placed
+                woken = old.standby and node.name in used
+                node = node.model_copy(update={"standby": old.standby and not woken
+                                               and node.alive})
+                if woken:
+                    await ctx.event(f"node/{node.name}", "NodeAwake",
+                                    f"node {node.name} left standby: work was placed on it")
             node = node.model_copy(update={"status": node.state().value})
             out.append(node)
             if old is None or _changed(old, node, now):
@@ -80,7 +95,7 @@ class NodeObserver:
 
 
 def _changed(old: Node, new: Node, now: float) -> bool:
-    keep = {"heartbeat_at", "control", "status"}
+    keep = {"heartbeat_at", "control", "power", "status"}
     if old.model_dump(exclude=keep) != new.model_dump(exclude=keep):
         return True
     return new.alive and now - old.heartbeat_at >= HEARTBEAT_S

@@ -40,12 +40,17 @@ DEPLOYMENT_METRICS: dict[str, str] = {
     "restarts": "replica restarts since the deployment was created (a counter)",
     "cpu_percent": "CPU of all replicas, percent of one core",
     "memory_mb": "resident memory of all replicas, MiB",
+    "power_watts": "power attributed to the replicas (their share of their nodes'), W",
+    "forecast_rps": "request rate the predictive autoscaler expects by a new replica's start",
+    "energy_joules": "energy attributed to the replicas so far, J (a running total)",
 }
 #: metrics of one node a rule can use
 NODE_METRICS: dict[str, str] = {
     "node_up": "1 while the node sends heartbeats, 0 once it stopped (node down)",
     "node_cpu_percent": "CPU utilisation of the node, percent",
     "node_memory_percent": "memory utilisation of the node, percent",
+    "node_power_watts": "power the node draws (its model at its allocation, or RAPL), W",
+    "node_energy_joules": "energy the node drew so far, J (a running total)",
 }
 FUNCTIONS = ("avg", "max", "min", "increase")
 COMPARATORS: dict[str, Callable[[float, float], bool]] = {

@@ -133,19 +133,43 @@ class Resources(BaseModel):
 
     cpu: float = Field(default=0.0, ge=0, le=4096)          # cores, fractions allowed
     memory_mb: int = Field(default=0, ge=0, le=16 * 1024 * 1024)
+    # below 1: a share of one GPU (GPU sharing); from 1: that many whole GPUs
     gpu: float = Field(default=0.0, ge=0, le=64)
+
+    @field_validator("gpu")
+    @classmethod
+    def _share_or_whole(cls, gpu: float) -> float:
+        if gpu > 1 and gpu != int(gpu):
+            raise ValueError(f"{gpu:g} GPUs: ask for a share of one GPU (below 1, e.g. 0.5) "
+                             "or for whole GPUs (1, 2, ...)")
+        return gpu
 
     def is_zero(self) -> bool:
         return not (self.cpu or self.memory_mb or self.gpu)
 
 
+class PlacementPolicy(StrEnum):
+    """How the scheduler scores the nodes that fit (core/scheduler.py says how each works)."""
+
+    SPREAD = "spread"           # Kubernetes LeastAllocated, replicas of one owner apart
+    PACK = "pack"               # Kubernetes MostAllocated
+    RAY_HYBRID = "ray-hybrid"   # Ray's default: pack until 50% utilised, then spread
+    ENERGY = "energy"           # fewest marginal watts, no waking, little fragmentation
+
+
+#: the platform's default (docs/SCHEDULING.md gives the figures behind the choice)
+DEFAULT_PLACEMENT = PlacementPolicy.SPREAD
+
+
 class PlacementSpec(BaseModel):
-    """Which nodes a deployment's replicas may run on."""
+    """Which nodes a deployment's replicas may run on, and how one is chosen."""
 
     model_config = ConfigDict(extra="forbid")
 
     tier: Tier = Tier.ANY
     node_selector: dict[str, str] = Field(default_factory=dict)   # node labels to match
+    gpu_models: list[str] = Field(default_factory=list, max_length=16)  # any of; empty: any
+    policy: PlacementPolicy | None = None   # None: the platform's default
 
 
 # -- how a deployment changes, scales and is checked (parts of DeploymentSpec) ----------
@@ -211,10 +235,19 @@ class StrategySpec(BaseModel):
         return v
 
 
+class AutoscalingPolicy(StrEnum):
+    """How the autoscaler decides (core/autoscaler.py)."""
+
+    REACTIVE = "reactive"       # the requests in flight now (Ray Serve's policy)
+    PREDICTIVE = "predictive"   # the larger of that and the forecast rate (core/forecast.py)
+
+
 class AutoscalingSpec(BaseModel):
     """Replicas follow the requests in flight; defaults are Ray Serve's."""
 
     model_config = ConfigDict(extra="forbid")
+
+    policy: AutoscalingPolicy = AutoscalingPolicy.REACTIVE
 
     min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     max_replicas: int = Field(default=4, ge=1, le=MAX_REPLICAS)
@@ -289,6 +322,13 @@ class AutoscaleState(BaseModel):
     proposal_since: float | None = None   # since when the load asks for more (or fewer)
     last_active_at: float = 0.0      # last time a request was seen
     in_flight: float = 0.0           # average requests in flight over the look-back
+    # the predictive policy's figures (None: reactive, or nothing forecast yet)
+    forecast_rate: float | None = None      # requests/s expected by a new replica's start
+    forecast_upper: float | None = None     # its upper quantile
+    forecast_error: float | None = None     # the forecast's recent weighted MAPE
+    forecast_period_s: float | None = None  # the seasonal period it found
+    service_s: float | None = None          # mean seconds a request is in flight
+    why: str = ""                           # why the replica count is what it is
 
 
 class DeploymentStatus(BaseModel):
@@ -455,6 +495,10 @@ class PhotonVersion(BaseModel):
     class_name: str
     handlers: list[HandlerInfo] = Field(default_factory=list)
     requirements: list[str] = Field(default_factory=list)
+    # the default of deployments that give no resources (and no GPU models): a classic
+    # photon's deployment_template resource_shape (leptonic.compat.shapes); None: none
+    resources: Resources | None = None
+    gpu_models: list[str] = Field(default_factory=list)
     created_at: float = 0.0
 
 
@@ -472,6 +516,7 @@ class NodeState(StrEnum):
     NOT_READY = "NotReady"      # not answering: its replicas are replaced elsewhere
     CORDONED = "Cordoned"       # alive, takes no new replicas, keeps its own
     DRAINING = "Draining"       # alive, takes no new replicas, its own are moved elsewhere
+    STANDBY = "Standby"         # alive, nothing placed; powered down (or idle) until needed
 
 
 class NodeControl(BaseModel):
@@ -500,6 +545,12 @@ class Node(BaseModel):
     status: str = "Ready"            # NodeState, from alive + control
     heartbeat_at: float = 0.0        # last time the runtime saw it alive
     control: NodeControl = Field(default_factory=NodeControl)
+    # controller-written: nothing placed and let go to standby by consolidation; it takes
+    # work again when needed (placement prices waking it)
+    standby: bool = False
+    # the admin's power override (core.power.check_override), API-written like ``control``;
+    # None: the defaults for its CPUs and GPU model (core.power.node_power)
+    power: dict[str, Any] | None = None
 
     def state(self) -> NodeState:
         if not self.alive:
@@ -508,4 +559,160 @@ class Node(BaseModel):
             return NodeState.DRAINING
         if self.control.cordoned:
             return NodeState.CORDONED
+        if self.standby:
+            return NodeState.STANDBY
         return NodeState.READY
+
+
+# -- jobs (core/jobs.py plans them, controller/jobs.py runs them) -----------------------
+
+class JobType(StrEnum):
+    """What kind of task a job is; it decides where its attempts may run."""
+
+    COMPUTATION = "computation"   # datacenter nodes
+    STORAGE = "storage"           # I/O with little CPU: nodes labelled storage=true, else any
+    EDGE = "edge"                 # edge nodes
+
+
+class JobScale(StrEnum):
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+
+#: the resource shape of each scale, per attempt (docs/JOBS.md); explicit resources win
+SCALES: dict[JobScale, Resources] = {
+    JobScale.SMALL: Resources(cpu=0.5, memory_mb=512),
+    JobScale.MEDIUM: Resources(cpu=1.0, memory_mb=2048),
+    JobScale.LARGE: Resources(cpu=2.0, memory_mb=8192),
+}
+#: the node label a storage task prefers (``leptonic up``'s Ray nodes: ``--labels``)
+STORAGE_LABEL = ("storage", "true")
+MAX_COMPLETIONS = 100_000
+DEFAULT_MAX_OUTPUT_MB = 256
+
+
+class JobPhase(StrEnum):
+    QUEUED = "Queued"           # no attempt running: waiting for capacity or a backoff
+    RUNNING = "Running"         # at least one attempt running
+    SUCCEEDED = "Succeeded"     # every index succeeded
+    FAILED = "Failed"           # see reason
+
+
+class JobReason(StrEnum):
+    """Why a job failed (``JobStatus.reason`` of a Failed job)."""
+
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"   # an index failed past max_retries
+    DEADLINE_EXCEEDED = "DeadlineExceeded"            # deadline_s after creation
+    CANCELLED = "Cancelled"
+    OUTPUT_TOO_LARGE = "OutputTooLarge"               # past max_output_mb
+
+
+class JobSpec(BaseModel):
+    """What the user asked for: a command in a copy of a code folder, or a photon's handler
+    over lines of inputs; ``completions`` indexes, ``parallelism`` at a time. API-written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: JobType = JobType.COMPUTATION
+    scale: JobScale | None = None
+    command: str | None = Field(default=None, max_length=16_384)   # run by /bin/sh -c
+    code: str | None = None          # artifact digest of the uploaded code folder
+    photon: str | None = None        # stored photon name
+    photon_version: int = Field(default=0, ge=0)
+    handler: str | None = None
+    inputs: str | None = None        # artifact digest of the folder holding inputs.jsonl
+    inputs_count: int = Field(default=0, ge=0)
+    completions: int = Field(default=1, ge=1, le=MAX_COMPLETIONS)
+    parallelism: int = Field(default=1, ge=1, le=1024)
+    max_retries: int = Field(default=3, ge=0, le=100)             # per index
+    backoff_s: float = Field(default=10.0, ge=0, le=3600)         # first retry's delay
+    backoff_max_s: float = Field(default=360.0, ge=0, le=86_400)  # doubling stops here
+    deadline_s: float | None = Field(default=None, gt=0, le=30 * 86_400)
+    ttl_after_finished_s: float | None = Field(default=None, ge=0, le=365 * 86_400)
+    priority: int = Field(default=0, ge=-1000, le=1000)           # higher first
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)       # per attempt
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    memory_limit_mb: int | None = Field(default=DEFAULT_MEMORY_LIMIT_MB, ge=16)
+    max_output_mb: int = Field(default=DEFAULT_MAX_OUTPUT_MB, ge=0, le=100 * 1024)
+
+    @model_validator(mode="after")
+    def _work(self) -> JobSpec:
+        if self.command is None and self.photon is None:
+            raise ValueError("a job needs a command (with --path for its code folder) or a "
+                             "photon and a handler (with --inputs)")
+        if self.command is not None and self.photon is not None:
+            raise ValueError("a job runs either a command or a photon's handler, not both")
+        if self.command is not None and not self.command.strip():
+            raise ValueError("the command is empty")
+        if self.photon is not None and not self.handler:
+            raise ValueError("a photon job needs the handler to call (--handler)")
+        return self
+
+
+class JobStatus(BaseModel):
+    """What the controller observed. Counts are of indexes; controller-written."""
+
+    phase: JobPhase = JobPhase.QUEUED
+    reason: str = ""                 # Failed: a JobReason; Queued: why it waits
+    message: str = ""
+    active: int = 0                  # indexes with an attempt running
+    succeeded: int = 0
+    failed: int = 0                  # indexes that ran out of retries
+    attempts: int = 0                # attempts started, all indexes
+    retries: int = 0                 # failed attempts (each one retried or final)
+    last_error: str | None = None    # last log lines of the last failed attempt
+    started_at: float | None = None  # first attempt
+    finished_at: float | None = None
+    output_bytes: int = 0
+    output_files: int = 0
+    updated_at: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED)
+
+
+class Job(BaseModel):
+    """A job row: the spec, the controller's status, the user's cancel/delete."""
+
+    name: str
+    spec: JobSpec
+    status: JobStatus = Field(default_factory=JobStatus)
+    cancelled: bool = False          # API-written: stop it, Failed/Cancelled
+    deleting: bool = False           # API-written: stop it and remove it
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class AttemptState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"       # counts against the index's retries
+    STOPPED = "stopped"     # preempted, cancelled, past the deadline: not its own fault
+
+
+class JobAttempt(BaseModel):
+    """One run of one index of a job. Controller-written."""
+
+    id: str
+    job: str
+    index: int
+    number: int = 1                  # 1, 2, ... per index
+    state: AttemptState = AttemptState.RUNNING
+    node: str = "local"
+    pid: int | None = None
+    log_path: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None        # Error, OOMKilled, Lost, Preempted, Cancelled, ...
+    message: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    resources: Resources | None = None   # what it holds on its node
+    priority: int = 0                # its job's, so preemption needs no job lookup
+    output: str | None = None        # artifact digest of what it left in its output dir
+    output_bytes: int = 0
+    output_files: int = 0

@@ -25,6 +25,7 @@ ROLLUP: dict[str, str] = {
     "p50_latency_ms": "max", "p90_latency_ms": "max", "p99_latency_ms": "max",
     "restarts": "last", "replicas_desired": "last", "node_up": "min",
     "queue_depth": "max", "in_flight": "max",
+    "energy_joules": "last", "node_energy_joules": "last",     # running totals
 }
 #: the metrics the dashboard's deployment charts draw, in order
 CHART_METRICS = ("requests_per_s", "errors_per_s", "error_rate", "p50_latency_ms",

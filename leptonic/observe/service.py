@@ -26,6 +26,7 @@ from leptonic.core.alerts import DEPLOYMENT_METRICS, NODE_METRICS
 from leptonic.core.models import Deployment, Node, Replica, ReplicaState, check_name
 from leptonic.errors import InvalidInput, NotFound
 from leptonic.observe.alerts import AlertEngine, Dispatcher
+from leptonic.observe.energy import Energy, EnergyCollector
 from leptonic.observe.logs import rotate_all
 from leptonic.observe.metrics import (
     NodeStat,
@@ -76,6 +77,11 @@ class Observability:
         self.scraper = ReplicaScraper(self.settings.scrape_timeout_s, registry)
         self.procs = ProcessStats()
         self.sampler = Sampler()
+        backend = platform.backend
+        self.energy = Energy(platform.store, local_node=getattr(backend, "node", "local")
+                             if getattr(backend, "name", "") == "local" else None,
+                             max_gap_s=max(60.0, 5 * self.settings.interval_s))
+        registry.register(EnergyCollector(self.energy))
         self.notifier = notifier or Notifier(self.settings.smtp, self.settings.notify_timeout_s)
         self.engine = AlertEngine(self.store, self.ostore, self.settings, clock,
                                   dashboard_url=platform.settings.url)
@@ -112,6 +118,8 @@ class Observability:
         self._tasks = []
         await self.scraper.aclose()
         await self.notifier.aclose()
+        await self._guarded("energy", lambda: asyncio.to_thread(self.energy.stop,
+                                                                self.clock()))
 
     async def _guarded(self, phase: str, fn: Callable[[], Awaitable[Any]]) -> None:
         await run_guarded(phase, fn, seconds=self.phase_seconds, errors=self.phase_errors,
@@ -175,11 +183,16 @@ class Observability:
             samples[f"deployment/{d.name}"] = self.sampler.deployment_sample(
                 now, d.name, d.spec.replicas, d.status.restarts, gateway.get(d.name),
                 [s for s in stats if s.deployment == d.name])
+            auto = d.status.autoscale
+            if auto is not None and auto.forecast_rate is not None:    # predictive only
+                samples[f"deployment/{d.name}"]["forecast_rps"] = auto.forecast_rate
         for n in nstats:
             samples[f"node/{n.name}"] = {"node_up": 1.0 if n.up else 0.0,
                                          "node_cpu_percent": n.cpu_percent,
                                          "node_memory_percent": n.memory_percent}
         self.sampler.forget({d.name for d in live}, {s.replica for s in stats})
+        await self._guarded("energy", lambda: self._account_energy(now, nodes, replicas,
+                                                                   samples))
         self.latest, self.latest_at = samples, now
         await asyncio.to_thread(self.ostore.add_samples, now, samples)
         await self._guarded("alerts", lambda: asyncio.to_thread(self.engine.evaluate, now,
@@ -190,6 +203,14 @@ class Observability:
         if now - self._last_compact >= max(60.0, self.settings.interval_s):
             self._last_compact = now
             await self._guarded("compact", lambda: asyncio.to_thread(self.compact, now))
+
+    async def _account_energy(self, now: float, nodes: list[Node], replicas: list[Replica],
+                              samples: dict[str, Sample]) -> None:
+        """Watts and joules of the nodes and deployments sampled (observe/energy.py)."""
+        for series, values in (await asyncio.to_thread(self.energy.tick, now, nodes,
+                                                       replicas)).items():
+            if series in samples:
+                samples[series].update(values)
 
     # -- downsampling and retention -------------------------------------------------------
     def compact(self, now: float) -> dict[str, int]:

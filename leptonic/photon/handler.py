@@ -55,6 +55,7 @@ class HandlerSpec:
     is_async: bool
     fn: Callable[..., Any]
     timeout_s: float | None = None      # None: the deployment's --handler-timeout
+    method: str = "POST"                # GET: inputs come as query parameters
 
 
 @dataclass(frozen=True, slots=True)

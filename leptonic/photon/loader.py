@@ -34,6 +34,13 @@ def load_photon_class(entry: str, bundle_dir: str | Path | None = None) -> type[
         else:
             obj = _load_file_entry(entry, bundle_dir)
         if not (isinstance(obj, type) and issubclass(obj, Photon)):
+            if isinstance(obj, type) and any(k.__module__.startswith("leptonai.")
+                                             for k in obj.__mro__):
+                raise PhotonDefinitionError(
+                    f"cannot load photon {entry!r}: it subclasses the Photon of the "
+                    f"leptonai package installed here, which leptonic does not serve; "
+                    f"leptonic runs classic leptonai photons itself when leptonai is not "
+                    f"installed (pip uninstall leptonai)")
             raise TypeError(f"{obj!r} is not a subclass of leptonic.Photon")
     except PhotonDefinitionError:
         raise
@@ -66,6 +73,11 @@ def _load_file_entry(entry: str, bundle_dir: str | Path | None) -> object:
             f"invalid photon entry {entry!r}: the file must be inside the bundle ({root})")
     if not path.is_file():
         raise FileNotFoundError(f"no file {rel!r} in bundle {str(root)!r}")
+    # a classic leptonai photon imports `leptonai`: resolve it to leptonic.compat where
+    # no real leptonai is installed (the finder goes last, so it never shadows one)
+    from leptonic.compat.alias import install
+
+    install()
     module = _import_file(path, root)
     if not hasattr(module, cls_name):
         raise AttributeError(f"{rel} defines no class {cls_name!r}")

@@ -27,7 +27,8 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
 
 def openapi_document(title: str, sigs: list[HandlerSignature], version: str = "0.1.0",
                      description: str | None = None) -> dict[str, Any]:
-    """One ``POST`` path per handler with its request body and 200 response schemas."""
+    """One path per handler (``POST`` with a JSON body, or ``GET`` with query parameters)
+    with its request and 200 response schemas."""
     components: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
     paths: dict[str, Any] = {}
     problem_ref = {"$ref": "#/components/schemas/Problem"}
@@ -54,8 +55,6 @@ def openapi_document(title: str, sigs: list[HandlerSignature], version: str = "0
         op: dict[str, Any] = {
             "operationId": spec.name,
             "summary": spec.name,
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": request}}},
             "responses": {
                 "200": ok,
                 "413": {"description": "Request body too large",
@@ -66,12 +65,21 @@ def openapi_document(title: str, sigs: list[HandlerSignature], version: str = "0
                         "content": {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}}},
             },
         }
+        method = spec.method.lower()
+        if method == "get":
+            props = request.get("properties", {})
+            needed = set(request.get("required", []))
+            op["parameters"] = [{"name": k, "in": "query", "required": k in needed,
+                                 "schema": v} for k, v in props.items()]
+        else:
+            op["requestBody"] = {"required": True,
+                                 "content": {"application/json": {"schema": request}}}
         doc = (spec.fn.__doc__ or "").strip()
         if doc:
             op["description"] = doc
         if spec.batch is not None:
             op["x-batch"] = {"max_batch_size": spec.batch, "max_wait_ms": spec.max_wait_ms}
-        paths[spec.path] = {"post": op}
+        paths.setdefault(spec.path, {})[method] = op
     info: dict[str, Any] = {"title": title, "version": version}
     if description:
         info["description"] = description

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from leptonic.core.models import HandlerInfo
+from leptonic.core.models import HandlerInfo, Resources
 from leptonic.errors import PhotonDefinitionError
 from leptonic.photon.handler import HandlerSignature, HandlerSpec, get_spec, signature_of
 
@@ -23,6 +23,9 @@ class PhotonManifest(BaseModel):
     class_name: str
     handlers: list[HandlerInfo] = Field(default_factory=list)
     requirements: list[str] = Field(default_factory=list)
+    # what deployments of it ask for when they say nothing (a classic resource_shape)
+    resources: Resources | None = None
+    gpu_models: list[str] = Field(default_factory=list)
 
 
 class Photon:

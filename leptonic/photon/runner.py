@@ -248,9 +248,9 @@ class PhotonApp:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._request_ids = itertools.count(1)
         batching = batching or BatchConfig()
-        self.endpoints = {sig.spec.path: _Endpoint(sig, photon, self.executor, self.metrics,
-                                                   batching, handler_timeout_s)
-                          for sig in self.signatures}
+        self._all_endpoints = [_Endpoint(sig, photon, self.executor, self.metrics, batching,
+                                         handler_timeout_s) for sig in self.signatures]
+        self.endpoints = {ep.path: ep for ep in self._all_endpoints}
         self._init_task: asyncio.Task[None] | None = None
         self._openapi: bytes | None = None
         self._gets: dict[str, Callable[[Send], Awaitable[None]]] = {
@@ -266,7 +266,7 @@ class PhotonApp:
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        photon = self.photon
+        run_init = self._run_init
 
         def settle(exc: BaseException | None) -> None:
             if not done.done():
@@ -280,7 +280,7 @@ class PhotonApp:
             # loading must be able to exit without waiting for init() to finish.
             error: BaseException | None = None
             try:
-                result: Any = photon.init()  # type: ignore[func-returns-value]
+                result: Any = run_init()
                 if inspect.isawaitable(result):
                     asyncio.run(_awaitable_to_coro(result))
             except BaseException as exc:
@@ -298,12 +298,16 @@ class PhotonApp:
             raise
         self.ready = True
 
+    def _run_init(self) -> Any:
+        """The photon's ``init()`` (a compatibility app wraps it); runs in a thread."""
+        return self.photon.init()  # type: ignore[func-returns-value]
+
     async def shutdown(self) -> None:
         """Stop taking work, run ``shutdown()`` if ``init()`` had succeeded, free threads."""
         self.stopping = True
         if self._init_task is not None and not self._init_task.done():
             self._init_task.cancel()
-        for ep in self.endpoints.values():
+        for ep in self._all_endpoints:
             if ep.batcher is not None:
                 await ep.batcher.close()
         if self.ready:
@@ -592,7 +596,7 @@ class PhotonApp:
                                 f"{self.name}.init() has not returned yet")
 
     async def _metrics(self, send: Send) -> None:
-        for ep in self.endpoints.values():
+        for ep in self._all_endpoints:
             if ep.batcher is not None:
                 self.metrics.queue_depth.labels(ep.name).set(ep.batcher.pending)
         body = generate_latest(self.metrics.registry)
@@ -630,11 +634,14 @@ def build_app(photon: Photon, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     to ``QUEUE_WAIT_S``, the rest get 503 marked for the gateway to retry elsewhere.
     ``batching`` overrides every batched handler's settings (see :class:`BatchConfig`).
     """
-    return PhotonApp(photon, max_body_bytes=max_body_bytes, ready=ready,
-                     replica_id=replica_id, on_init_error=on_init_error,
-                     max_workers=max_workers, batching=batching,
-                     handler_timeout_s=handler_timeout_s, max_concurrency=max_concurrency,
-                     max_queue=max_queue, debug_errors=debug_errors)
+    # a photon class may bring its own app (the classic leptonai API: leptonic.compat)
+    app_class = getattr(type(photon), "_app_class", None)
+    factory: type[PhotonApp] = app_class() if app_class is not None else PhotonApp
+    return factory(photon, max_body_bytes=max_body_bytes, ready=ready,
+                   replica_id=replica_id, on_init_error=on_init_error,
+                   max_workers=max_workers, batching=batching,
+                   handler_timeout_s=handler_timeout_s, max_concurrency=max_concurrency,
+                   max_queue=max_queue, debug_errors=debug_errors)
 
 
 # -- ASGI helpers ------------------------------------------------------------------------
@@ -820,7 +827,9 @@ def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
             server.should_exit = True
 
     signal.signal(signal.SIGTERM, on_term)
-    paths = ", ".join(f"POST {p}" for p in app.endpoints)
+    paths = ", ".join(f"{ep.sig.spec.method} {ep.path}" for ep in app._all_endpoints)
+    if type(app).__name__ == "ClassicApp":
+        log.info("%s is a classic leptonai photon: served by leptonic.compat", app.name)
     log.info("serving photon %s%s at http://%s:%d (%s)", app.name,
              f" (replica {replica_id})" if replica_id else "", host, port, paths)
     server.run()

@@ -25,6 +25,10 @@ class FakeBackend:
     adoptable: set[str] = field(default_factory=set)
     logs: dict[str, list[str]] = field(default_factory=dict)
     fail_start: bool = False
+    attempts: dict[str, Any] = field(default_factory=dict)          # running, by id
+    attempt_exits: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    stopped_attempts: list[str] = field(default_factory=list)
     _next_pid: int = 1000
     # one big node unless a test sets its own cluster
     cluster: list[Any] = field(default_factory=lambda: [_fake_node()])
@@ -74,6 +78,64 @@ class FakeBackend:
 
     async def close(self) -> None:
         return None
+
+    # -- job attempts -------------------------------------------------------------------------
+    # ``attempts`` holds what was started; a test ends one with ``finish(id, code)`` and
+    # gives it output with ``outputs[id] = {"file": b"..."}``.
+    async def start_attempt(self, launch: Any) -> Any:
+        from leptonic.runtime.base import AttemptHandle
+
+        if self.fail_start:
+            from leptonic.errors import BackendError
+            raise BackendError(f"cannot start attempt {launch.attempt_id}: fake failure")
+        self.attempts[launch.attempt_id] = launch
+        self.attempt_exits.pop(launch.attempt_id, None)
+        self._next_pid += 1
+        return AttemptHandle(launch.attempt_id, launch.node or "fake", pid=self._next_pid,
+                             log_path=f"/fake/{launch.attempt_id}.log")
+
+    def finish(self, attempt_id: str, code: int = 0, reason: str | None = None) -> None:
+        self.attempt_exits[attempt_id] = (code, reason)
+
+    async def poll_attempt(self, attempt_id: str) -> ProcessState:
+        if attempt_id in self.attempt_exits:
+            code, reason = self.attempt_exits[attempt_id]
+            return ProcessState(attempt_id, False, code, reason)
+        if attempt_id in self.attempts:
+            return ProcessState(attempt_id, True)
+        return ProcessState(attempt_id, False, None, "Lost", "nothing of it is left")
+
+    async def stop_attempt(self, attempt_id: str, grace_s: float = 5.0) -> None:
+        self.stopped_attempts.append(attempt_id)
+        self.attempts.pop(attempt_id, None)
+        self.attempt_exits.pop(attempt_id, None)
+
+    async def adopt_attempt(self, handle: Any) -> bool:
+        return handle.attempt_id in self.attempts or handle.attempt_id in self.attempt_exits
+
+    async def collect_output(self, attempt_id: str, dest: str, max_bytes: int
+                             ) -> tuple[int, int]:
+        from pathlib import Path
+
+        from leptonic.errors import OutputTooLarge
+
+        files = self.outputs.get(attempt_id, {})
+        total = sum(len(v) for v in files.values())
+        if total > max_bytes:
+            raise OutputTooLarge(f"the attempt left more than {max_bytes} bytes of output")
+        for name, data in files.items():
+            (Path(dest) / name).write_bytes(data)
+        return len(files), total
+
+    async def release_attempt(self, attempt_id: str) -> None:
+        self.attempts.pop(attempt_id, None)
+        self.attempt_exits.pop(attempt_id, None)
+
+    def attempt_log_tail(self, attempt_id: str, lines: int = 20) -> list[str]:
+        return self.logs.get(attempt_id, [])[-lines:]
+
+    async def kill_orphan_attempts(self, known: set[str]) -> int:
+        return 0
 
 
 @dataclass

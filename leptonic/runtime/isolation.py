@@ -214,18 +214,28 @@ class Isolation:
         return uid, uid
 
     def prepare(self, key: str, owner: str, argv: list[str], env: Mapping[str, str],
-                bundle: Path | None, *, die_with_parent: bool = False) -> Prepared:
+                bundle: Path | None, *, die_with_parent: bool = False,
+                output: bool = False) -> Prepared:
         """Make ``WORK/key`` (bundle copy + home) for ``owner`` and say how to run ``argv``
-        there. ``owner`` is the deployment's name, "" for an inspection."""
-        if self.mode == "none":
+        there. ``owner`` is the deployment's name, "" for an inspection. ``output`` (job
+        attempts) adds ``WORK/key/output``, empty and writable by the process alone, and
+        copies the bundle even with no isolation (an attempt may not touch the stored
+        one)."""
+        if self.mode == "none" and not output:
             cwd = str(bundle) if bundle else str(self.data_dir)
             return Prepared(argv, cwd, {**self._base_env(cwd), **env}, None, None, Path(cwd))
-        ids = self.ids_for(owner)
+        ids = self.ids_for(owner) if self.mode != "none" else None
         wd = self.work_root / key
-        self.release(key)
+        self.release(key, force=output)
+        wd.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         wd.mkdir(mode=0o700)
         home = wd / "home"
         home.mkdir(mode=0o700)
+        out_dir = wd / "output"
+        if output:
+            out_dir.mkdir(mode=0o700)
+            if ids is not None:
+                os.chown(out_dir, *ids)
         target = wd / "bundle"
         if bundle is not None:
             shutil.copytree(bundle, target, symlinks=False, copy_function=shutil.copyfile)
@@ -239,16 +249,20 @@ class Isolation:
             os.chmod(wd, 0o750)
         cwd = str(target)
         full_env = {**self._base_env(str(home)), **env}
+        if self.mode == "none":
+            return Prepared(argv, cwd, full_env, None, None, wd)
         if self.sandbox:
             # the sandbox switches the uid itself (setpriv), after its mounts are made
-            argv = self._bwrap(wd, target, home, ids, die_with_parent) + argv
+            argv = self._bwrap(wd, target, home, ids, die_with_parent,
+                               out_dir if output else None) + argv
             return Prepared(argv, cwd, full_env, None, None, wd, ids[0] if ids else None)
         return Prepared(argv, cwd, full_env, ids[0] if ids else None,
                         ids[1] if ids else None, wd, ids[0] if ids else None)
 
-    def release(self, key: str) -> None:
-        """Remove ``WORK/key`` (the process has stopped)."""
-        if self.mode == "none":
+    def release(self, key: str, *, force: bool = False) -> None:
+        """Remove ``WORK/key`` (the process has stopped); ``force``: also with no
+        isolation (a job attempt's work dir exists then too)."""
+        if self.mode == "none" and not force:
             return
         wd = self.work_root / key
         if wd.parent == self.work_root and wd.exists():
@@ -262,7 +276,7 @@ class Isolation:
         return base
 
     def _bwrap(self, wd: Path, bundle: Path, home: Path, ids: tuple[int, int] | None,
-               die_with_parent: bool) -> list[str]:
+               die_with_parent: bool, output: Path | None = None) -> list[str]:
         assert self.sandbox is not None
         args = [self.sandbox, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         # hidden behind an empty tmpfs: a private /tmp, and folders other users cannot
@@ -273,10 +287,17 @@ class Isolation:
         for h in hidden:
             args += ["--tmpfs", str(h)]
         for p in _outermost(q for q in needed if any(q.is_relative_to(h) for h in hidden)):
+            # the folders between the hidden one and the bind: enterable (bubblewrap
+            # would make them 0700, which the user code's uid cannot pass)
+            top = max((h for h in hidden if p.is_relative_to(h)), key=lambda h: len(h.parts))
+            for parent in reversed(p.parents):
+                if parent.is_relative_to(top) and parent != top:
+                    args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", str(p), str(p)]
         args += ["--tmpfs", str(self.data_dir), "--tmpfs", str(self.work_root),
                  "--dir", str(wd), "--ro-bind", str(bundle), str(bundle),
                  "--bind", str(home), str(home),
+                 *(["--bind", str(output), str(output)] if output is not None else []),
                  "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                  "--chdir", str(bundle)]
         # no --die-with-parent for replicas: they outlive a crashed control plane

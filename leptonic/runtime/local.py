@@ -32,6 +32,7 @@ from leptonic.errors import BackendError, LeptonicError
 from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
 from leptonic.runtime.isolation import Isolation, Prepared
+from leptonic.runtime.local_jobs import LocalAttemptsMixin
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,9 @@ class _Proc:
         return alive, None
 
 
-class LocalBackend:
-    """Runs replicas as local subprocesses of ``python -m leptonic.photon.runner``."""
+class LocalBackend(LocalAttemptsMixin):
+    """Runs replicas as local subprocesses of ``python -m leptonic.photon.runner``, and
+    job attempts (``local_jobs``)."""
 
     name = "local"
 
@@ -155,6 +157,7 @@ class LocalBackend:
         self.python = python or sys.executable
         self._isolation = isolation
         self._procs: dict[str, _Proc] = {}
+        self._attempts: dict[str, _Proc] = {}
 
     @property
     def isolation(self) -> Isolation:

@@ -11,9 +11,11 @@ wait: every node's raylet port is checked on each look at the nodes (a refused c
 is a lost node at once), the controller fails the replicas of a lost node and places them
 elsewhere, and its probes take a replica that stops answering out of the routes within a
 probe period. Replica logs are shipped to ``DATA_DIR/logs/<replica>.log`` once a second, so
-``deployment logs`` (tail, grep, follow) works as for local replicas.
+``deployment logs`` (tail, grep, follow) works as for local replicas. Job attempts are
+actors too (:mod:`leptonic.runtime.ray_jobs`).
 
-All Ray calls of the platform are in this module (STYLE 5).
+All Ray calls of the platform are in this module and its attempts' half,
+:mod:`leptonic.runtime.ray_jobs` (STYLE 5).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from leptonic.core.models import Node
 from leptonic.errors import BackendError
 from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
+from leptonic.runtime.ray_jobs import JOB_PREFIX, RayAttemptsMixin
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class _Actor:
     watch: Any = None           # an outstanding ``wait()`` call: done when the actor ends
     log_offset: int = 0
     ended: str | None = None    # why it ended, once known
+    result: Any = None          # what ``wait()`` returned
+    log_path: Path | None = None    # where its log is shipped (None: the replica's)
 
 
 def _import_ray() -> Any:
@@ -74,9 +79,9 @@ def _reachable(address: str, timeout_s: float = 3.0) -> bool:
         return False
 
 
-class RayBackend:
-    """Runs replicas as actors on a Ray cluster (``address``), or on a one-node head it
-    starts on 127.0.0.1 when ``address`` is None."""
+class RayBackend(RayAttemptsMixin):
+    """Runs replicas (and job attempts) as actors on a Ray cluster (``address``), or on a
+    one-node head it starts on 127.0.0.1 when ``address`` is None."""
 
     name = "ray"
 
@@ -86,6 +91,8 @@ class RayBackend:
         self.address = address
         self.mark = owner_mark
         self._actors: dict[str, _Actor] = {}
+        self._attempts: dict[str, _Actor] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
         self._bundles: dict[str, Any] = {}          # bundle dir -> ObjectRef of its tar
         self._nodes: tuple[float, list[Node]] = (0.0, [])
         self._lock = threading.Lock()
@@ -286,6 +293,7 @@ class RayBackend:
         prefix = f"{self.mark}."
         names = await asyncio.to_thread(ray.util.list_named_actors)
         victims = [n for n in names if n.startswith(prefix)
+                   and not n[len(prefix):].startswith(JOB_PREFIX)
                    and n[len(prefix):] not in known and n[len(prefix):] not in self._actors]
         for name in victims:
             log.warning("stopping orphaned replica actor %s", name)
@@ -303,7 +311,7 @@ class RayBackend:
     async def _ship_logs(self) -> None:
         while True:
             await asyncio.sleep(LOG_SHIP_S)
-            for actor in list(self._actors.values()):
+            for actor in [*self._actors.values(), *self._attempts.values()]:
                 if actor.ended is None and self._node_alive(actor.node):
                     await self._pull_log(actor)
 
@@ -317,7 +325,7 @@ class RayBackend:
             if offset < actor.log_offset or not data:
                 actor.log_offset = offset
                 return
-            path = self.log_path(actor.replica_id)
+            path = actor.log_path or self.log_path(actor.replica_id)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "ab") as out:
                 out.write(data)
@@ -330,19 +338,26 @@ class RayBackend:
         """Stop watching; replicas keep running as detached actors for the next leader."""
         if self._ship is not None:
             self._ship.cancel()
+        await self.wait_released()
         self._actors.clear()
+        self._attempts.clear()
 
 
-def _watch(actor: _Actor, ref: Any) -> None:
+def _watch(actor: _Actor, ref: Any, notify: Any = None) -> None:
     """Keep ``ref`` (the actor's outstanding ``wait()``) and learn when it ends, from Ray's
-    own completion callback: polling a replica is then a look at ``actor.ended``."""
+    own completion callback: polling a replica is then a look at ``actor.ended``; ``notify``
+    (thread-safe) is called then."""
     actor.watch = ref
 
     def done(future: Any) -> None:
         try:
-            actor.ended = str(future.result())
+            actor.result = future.result()
+            actor.ended = str(actor.result)
         except Exception as exc:            # the actor died (ActorDiedError, ...)
             actor.ended = type(exc).__name__
+        if notify is not None:
+            with contextlib.suppress(Exception):
+                notify()
 
     ref.future().add_done_callback(done)
 

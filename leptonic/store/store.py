@@ -29,10 +29,12 @@ from leptonic.core.models import (
     NodeControl,
     PhotonVersion,
     Replica,
+    Resources,
 )
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
 from leptonic.store.accounts import AccountsMixin
+from leptonic.store.jobs import JobsMixin
 from leptonic.store.leases import LeasesMixin
 from leptonic.store.rollouts import RolloutsMixin
 
@@ -66,7 +68,7 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
+class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin):
     """Platform state on SQLite (default) or PostgreSQL."""
 
     def __init__(self, url: str) -> None:
@@ -102,14 +104,23 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
             name=row.name, version=row.version, entry=row.entry, digest=row.digest,
             class_name=row.class_name,
             handlers=[HandlerInfo.model_validate(h) for h in manifest.get("handlers", [])],
-            requirements=list(manifest.get("requirements", [])), created_at=row.created_at)
+            requirements=list(manifest.get("requirements", [])),
+            resources=(Resources.model_validate(manifest["resources"])
+                       if manifest.get("resources") else None),
+            gpu_models=list(manifest.get("gpu_models", [])), created_at=row.created_at)
 
     def add_photon_version(self, name: str, entry: str, digest: str, class_name: str,
                            handlers: list[HandlerInfo], requirements: list[str],
-                           now: float | None = None) -> PhotonVersion:
-        """Store the next version of ``name`` (1 for a new photon)."""
-        manifest = {"handlers": [h.model_dump() for h in handlers],
-                    "requirements": list(requirements)}
+                           now: float | None = None, resources: Resources | None = None,
+                           gpu_models: list[str] | tuple[str, ...] = ()) -> PhotonVersion:
+        """Store the next version of ``name`` (1 for a new photon); ``resources`` and
+        ``gpu_models``: the defaults of its deployments (a classic resource_shape)."""
+        manifest: dict[str, Any] = {"handlers": [h.model_dump() for h in handlers],
+                                    "requirements": list(requirements)}
+        if resources is not None:
+            manifest["resources"] = resources.model_dump()
+        if gpu_models:
+            manifest["gpu_models"] = list(gpu_models)
         for _ in range(5):     # two uploads racing for the same number: the loser retries
             try:
                 with self._tx() as conn:
@@ -327,8 +338,9 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
 
     # -- nodes ----------------------------------------------------------------------------
     def upsert_node(self, node: Node) -> None:
-        """Write what the controller observed of a node (its admin control is kept)."""
-        data = node.model_dump(mode="json", exclude={"control"})
+        """Write what the controller observed of a node (its admin control and power
+        override are kept)."""
+        data = node.model_dump(mode="json", exclude={"control", "power"})
         with self._tx() as conn:
             res = conn.execute(update(t.nodes).where(t.nodes.c.name == node.name)
                                .values(data=data))
@@ -339,12 +351,13 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
     def _node(row: Any) -> Node:
         node = Node.model_validate(row.data)
         control = NodeControl.model_validate(row.control or {})
-        return node.model_copy(update={"control": control, "status": node.model_copy(
-            update={"control": control}).state().value})
+        return node.model_copy(update={"control": control, "power": row.power or None,
+                                       "status": node.model_copy(
+                                           update={"control": control}).state().value})
 
     def list_nodes(self) -> list[Node]:
         with self._tx() as conn:
-            rows = conn.execute(select(t.nodes.c.data, t.nodes.c.control)
+            rows = conn.execute(select(t.nodes.c.data, t.nodes.c.control, t.nodes.c.power)
                                 .order_by(t.nodes.c.name)).all()
         return [self._node(r) for r in rows]
 
@@ -364,6 +377,14 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin):
         with self._tx() as conn:
             conn.execute(update(t.nodes).where(t.nodes.c.name == node.name)
                          .values(control=control.model_dump(mode="json")))
+        return self.get_node(node.name)
+
+    def set_node_power(self, name: str, power: dict[str, Any] | None) -> Node:
+        """Store the admin's power override of a node (None: back to the defaults)."""
+        node = self.get_node(name)
+        with self._tx() as conn:
+            conn.execute(update(t.nodes).where(t.nodes.c.name == node.name)
+                         .values(power=power))
         return self.get_node(node.name)
 
     def delete_node(self, name: str) -> None:

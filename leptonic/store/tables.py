@@ -67,6 +67,7 @@ nodes = Table(
     Column("name", String(128), primary_key=True),
     Column("data", JSON, nullable=False),          # core.models.Node, controller-written
     Column("control", JSON, nullable=True),        # core.models.NodeControl, API-written
+    Column("power", JSON, nullable=True),          # power override (0008), API-written
 )
 
 tokens = Table(
@@ -198,4 +199,38 @@ run_uids = Table(
     "run_uids", metadata,
     Column("owner", String(96), primary_key=True),           # deployment name
     Column("uid", Integer, nullable=False, unique=True),
+)
+
+# -- energy (migration 0008) -----------------------------------------------------------------
+# Running totals of the live energy accounting, so a restart goes on from where it was.
+energy_totals = Table(
+    "energy_totals", metadata,
+    Column("kind", String(16), primary_key=True),            # "node" | "deployment"
+    Column("name", String(128), primary_key=True),
+    Column("joules", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# -- jobs (migration 0009) ---------------------------------------------------------------------
+# A job's spec (API-written) and status (controller-written) in separate columns, like
+# deployments; ``finished`` mirrors the status so the controller reads only live jobs.
+jobs = Table(
+    "jobs", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("status", JSON, nullable=False),
+    Column("cancelled", Boolean, nullable=False, default=False),
+    Column("deleting", Boolean, nullable=False, default=False),
+    Column("finished", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+job_attempts = Table(
+    "job_attempts", metadata,
+    Column("id", String(96), primary_key=True),
+    Column("job", String(64), nullable=False, index=True),
+    Column("idx", Integer, nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("data", JSON, nullable=False),          # the whole core.models.JobAttempt
 )

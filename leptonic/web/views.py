@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from leptonic import __version__
 from leptonic.core.alerts import parse_duration
-from leptonic.core.models import Deployment, NodeState, check_name
+from leptonic.core.models import Deployment, Job, NodeState, check_name
 from leptonic.errors import LeptonicError
 from leptonic.observe.logs import compile_grep, search_file
 from leptonic.observe.notify import redact
@@ -219,6 +219,29 @@ def alerts_page(request: Request) -> Response:
                  **_alerts_ctx(platform))
 
 
+@router.get("/ui/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request) -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    return _page(request, "jobs.html", principal=principal, nav="jobs",
+                 jobs=platform.store.list_jobs())
+
+
+@router.get("/ui/jobs/{name}", response_class=HTMLResponse)
+def job_page(request: Request, name: str) -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    job = _job_or_none(platform, name)
+    if job is None:
+        return _page(request, "error.html", status=404, principal=principal,
+                     title="Not found", detail=f"job {name!r} does not exist", nav="jobs")
+    return _page(request, "job.html", principal=principal, job=job, nav="jobs")
+
+
 # -- fragments (htmx polls these) -------------------------------------------------------
 def _nodes_ctx(platform: Any) -> dict[str, Any]:
     latest = platform.observe.latest
@@ -229,7 +252,8 @@ def _nodes_ctx(platform: Any) -> dict[str, Any]:
         # a node whose heartbeat stopped is not ready, whatever was last written of it
         state = n.status if up else NodeState.NOT_READY.value
         nodes.append({"n": n, "s": latest.get(f"node/{n.name}", {}), "up": up,
-                      "state": state, "css": _NODE_CSS.get(state, "phase-pending")})
+                      "state": state, "css": _NODE_CSS.get(state, "phase-pending"),
+                      "power": platform.observe.energy.snapshot.nodes.get(n.name)})
     return {"nodes": nodes}
 
 
@@ -267,6 +291,45 @@ def alerts_fragment(request: Request) -> Response:
     if session_principal(platform, request) is None:
         return _unauthorized()
     return _page(request, "_alerts.html", **_alerts_ctx(platform))
+
+
+@router.get("/ui/fragments/jobs", response_class=HTMLResponse)
+def jobs_fragment(request: Request) -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    return _page(request, "_job_rows.html", jobs=platform.store.list_jobs())
+
+
+def _job_or_none(platform: Any, name: str) -> Job | None:
+    try:
+        check_name(name, "job name")
+        job: Job = platform.store.get_job(name)
+    except LeptonicError:
+        return None
+    return job
+
+
+@router.get("/ui/fragments/jobs/{name}/{part}", response_class=HTMLResponse)
+def job_fragment(request: Request, name: str, part: str) -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    job = _job_or_none(platform, name)
+    if job is None:
+        return _page(request, "_gone.html", status=404, name=name)
+    if part == "summary":
+        return _page(request, "_job_summary.html", job=job)
+    if part == "attempts":
+        return _page(request, "_attempts.html", attempts=platform.store.list_attempts(name))
+    if part == "events":
+        return _page(request, "_events.html",
+                     events=platform.store.list_events(f"job/{name}", 50))
+    if part == "logs":
+        lines = [(f"{a.index}/{a.number}", line) for a in platform.store.list_attempts(name)
+                 if a.log_path for line in search_file(a.log_path, LOG_LINES, None)]
+        return _page(request, "_logs.html", lines=lines[-LOG_LINES:], error=None)
+    return _page(request, "_gone.html", status=404, name=f"{name}/{part}")
 
 
 def _deployment_or_none(platform: Any, name: str) -> Deployment | None:

@@ -71,7 +71,8 @@ def test_login_open_deployment_chart_renders(platform: RunningPlatform) -> None:
             page.click("a[href='/ui/deployments/echo']")
             page.wait_for_url("**/ui/deployments/echo")
             page.wait_for_function(
-                "() => ['chart-requests', 'chart-latency', 'chart-replicas'].every(id => {"
+                "() => ['chart-requests', 'chart-latency', 'chart-replicas', 'chart-power']"
+                ".every(id => {"
                 "  const el = document.getElementById(id);"
                 "  return el && el.querySelector('canvas') && Number(el.dataset.points) > 2; })")
             # the chart draws real samples: the series it fetched has traffic in it
@@ -80,6 +81,7 @@ def test_login_open_deployment_chart_renders(platform: RunningPlatform) -> None:
             data = series.json()
             assert max(v or 0 for v in data["values"]["requests_per_s"]) > 0
             assert max(v or 0 for v in data["values"]["replicas_ready"]) == 2
+            assert "power_watts" in data["values"]      # its share of its node's power
             page.locator("#replicas td", has_text="ready").first.wait_for()
             page.locator("#events li", has_text="ReplicaStarted").first.wait_for()
             page.locator("#logs pre").wait_for()

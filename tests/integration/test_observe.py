@@ -17,6 +17,7 @@ from leptonic.config import Settings
 from leptonic.observe.settings import ObserveSettings, SmtpSettings
 from leptonic.platform import Platform
 from tests.integration.clitools import make_cli, ok_json, one_line_error
+from tests.integration.test_jobs import post_job
 
 HOOK = "webhook:https://hooks.example.com/services/T0/B0/SECRETTOKEN"
 
@@ -298,6 +299,32 @@ def test_dashboard_login_session_pages_and_logout(
                                      params={"grep": "("}).text
     assert web.get("/ui/nodes").status_code == 200
     assert web.get("/ui/alerts").status_code == 200
+    # the jobs page: the list with phase and counts, a job with its attempts and logs
+    assert 'href="/ui/jobs"' in page.text
+    r = post_job(api, {"name": "batch", "command": "echo hi", "completions": 2,
+                       "parallelism": 2, "scale": "small"})
+    assert r.status_code == 201, r.text
+    running = wait(lambda: len(ids := [a["id"] for a in api.get(
+        "/api/v1/jobs/batch/attempts").json() if a["state"] == "running"]) == 2 and ids)
+    for aid in running:
+        platform.backend.finish(aid, 0)  # type: ignore[attr-defined]
+    wait(lambda: api.get("/api/v1/jobs/batch").json()["status"]["phase"] == "Succeeded")
+    listed = web.get("/ui/jobs")
+    assert listed.status_code == 200
+    assert 'data-job="batch"' in listed.text
+    assert "phase-succeeded" in listed.text
+    assert "2/2" in listed.text
+    assert 'data-job="batch"' in web.get("/ui/fragments/jobs").text
+    shown = web.get("/ui/jobs/batch")
+    assert shown.status_code == 200
+    assert 'data-job-phase="Succeeded"' in shown.text
+    assert "/ui/fragments/jobs/batch/attempts" in shown.text
+    rows = web.get("/ui/fragments/jobs/batch/attempts").text
+    assert all(f'data-attempt="{aid}"' in rows for aid in running)
+    for part in ("summary", "events", "logs"):
+        assert web.get(f"/ui/fragments/jobs/batch/{part}").status_code == 200
+    assert "JobSucceeded" in web.get("/ui/fragments/jobs/batch/events").text
+    assert web.get("/ui/jobs/nope").status_code == 404
     data = web.get("/ui/data/deployments/echo/series", params={"since": "15m"})
     assert data.status_code == 200
     assert "requests_per_s" in data.json()["values"] or data.json()["t"] == []

@@ -249,3 +249,28 @@ def test_cli_update_status_control_and_rollback(cli: Any, api: TestClient) -> No
     off = ok_json(cli("deployment", "update", "svc", "--no-autoscaling", "--replicas", "2",
                       "-o", "json"))
     assert off["spec"]["autoscaling"] is None
+
+
+def test_predictive_autoscaling_needs_bounds(api: TestClient) -> None:
+    r = api.post("/api/v1/deployments", json={"name": "pred", "photon": "builtin:echo",
+                                              "autoscaling": {"policy": "predictive"}})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    detail = r.json()["detail"]
+    assert "autoscaling.min_replicas (--min-replicas)" in detail
+    assert "autoscaling.max_replicas (--max-replicas)" in detail
+    r = api.post("/api/v1/deployments", json={
+        "name": "pred", "photon": "builtin:echo",
+        "autoscaling": {"policy": "predictive", "min_replicas": 1}})
+    assert r.status_code == 422
+    assert "min_replicas" not in r.json()["detail"]
+    create(api, "plain")
+    r = api.patch("/api/v1/deployments/plain", json={"autoscaling": {"policy": "predictive"}})
+    assert r.status_code == 422
+    assert "max_replicas" in r.json()["detail"]
+    d = create(api, "pred", autoscaling={"policy": "predictive", "min_replicas": 1,
+                                         "max_replicas": 3})
+    assert d["spec"]["autoscaling"]["policy"] == "predictive"
+    r = api.patch("/api/v1/deployments/pred", json={"autoscaling": {"policy": "reactive"}})
+    assert r.status_code == 200
+    assert r.json()["spec"]["autoscaling"]["policy"] == "reactive"

@@ -19,4 +19,10 @@ def test_public_module_attributes_are_exported() -> None:
 
 
 def test_user_facing_names() -> None:
-    assert {"Photon", "handler", "Client", "AsyncClient"} <= set(leptonic.__all__)
+    assert {"Photon", "handler", "Client", "AsyncClient", "LeptonAI"} <= set(leptonic.__all__)
+
+
+def test_lepton_ai_reexports_the_task_sdk() -> None:
+    import lepton_ai
+
+    assert lepton_ai.LeptonAI is leptonic.LeptonAI

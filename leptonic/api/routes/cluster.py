@@ -1,18 +1,23 @@
 """Replicas, nodes and events across the platform.
 
 Nodes are observed by the controller; what an admin asks of one (cordon, drain) is its
-``control``, written here only, and the controller acts on it.
+``control``, and how it draws power (an override of its power model) its ``power``: both
+written here only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from leptonic.api.deps import get_platform
 from leptonic.core.models import Event, Node, NodeControl, Replica
+from leptonic.core.power import PowerModelError, check_override
+from leptonic.errors import InvalidInput
+from leptonic.observe.energy import power_info
 
 router = APIRouter(tags=["cluster"])
 
@@ -66,6 +71,62 @@ def drain_node(name: str, platform: Any = Depends(get_platform)) -> Node:
     node before an old one stops, as in a rolling update)."""
     return _control(platform, name, lambda _: NodeControl(cordoned=True, draining=True),
                     "Draining", "draining: its replicas are moved to other nodes")
+
+
+Watts = Annotated[float, Field(le=1e6)]
+
+
+class PowerOverride(BaseModel):
+    """A node's power model, replacing its defaults: CPU watts as ``idle_w`` and ``max_w``
+    (linear) or an 11-point ``table`` (watts at 0%, 10%, ..., 100% utilisation); the same
+    per GPU (``gpu_*``); standby watts and the seconds it takes to wake."""
+
+    # negative watts and falling tables are left to core.power, whose message names the
+    # point; here only what no node could draw (a megawatt, infinity)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    idle_w: Watts | None = None
+    max_w: Watts | None = None
+    table: list[Watts] | None = Field(None, max_length=64)
+    gpu_idle_w: Watts | None = None
+    gpu_max_w: Watts | None = None
+    gpu_table: list[Watts] | None = Field(None, max_length=64)
+    standby_w: Watts | None = None
+    wake_s: float | None = Field(None, le=86400.0)
+
+
+@router.get("/nodes/{name}/power")
+def get_node_power(name: str, platform: Any = Depends(get_platform)) -> dict[str, Any]:
+    """The node's power model, its override, where its watts come from (``rapl``,
+    ``override`` or ``model``) and what it draws now."""
+    return power_info(platform.observe.energy, platform.store.get_node(name))
+
+
+@router.put("/nodes/{name}/power")
+def set_node_power(name: str, body: PowerOverride,
+                   platform: Any = Depends(get_platform)) -> dict[str, Any]:
+    """Replace the node's power override (422 naming the table point that is wrong)."""
+    current: Node = platform.store.get_node(name)
+    try:
+        override = check_override(body.model_dump(exclude_none=True))
+    except PowerModelError as exc:
+        raise InvalidInput(f"node {current.name}: {exc}") from exc
+    node: Node = platform.store.set_node_power(current.name, override)
+    platform.store.add_event(f"node/{node.name}", "PowerSet",
+                             "power model overridden: " + ", ".join(
+                                 f"{k}={v}" for k, v in override.items()))
+    return power_info(platform.observe.energy, node)
+
+
+@router.delete("/nodes/{name}/power")
+def reset_node_power(name: str, platform: Any = Depends(get_platform)) -> dict[str, Any]:
+    """Drop the node's power override: the defaults for its CPUs and GPU model again."""
+    current: Node = platform.store.get_node(name)
+    node: Node = platform.store.set_node_power(current.name, None)
+    if current.power:
+        platform.store.add_event(f"node/{node.name}", "PowerReset",
+                                 "power model back to the defaults")
+    return power_info(platform.observe.energy, node)
 
 
 @router.get("/events", response_model=list[Event])

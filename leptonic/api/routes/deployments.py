@@ -14,12 +14,14 @@ from leptonic.api.deps import get_platform
 from leptonic.core.models import (
     ENV_NAME_RE,
     MAX_REPLICAS,
+    AutoscalingPolicy,
     AutoscalingSpec,
     Deployment,
     DeploymentSpec,
     Event,
     LimitsSpec,
     PhotonRef,
+    PhotonVersion,
     PlacementSpec,
     ProbeSpec,
     Replica,
@@ -58,8 +60,9 @@ class DeploymentCreate(BaseModel):
     debug_errors: bool | None = None
     resources: Resources | None = Field(default=None, description="cpu, memory_mb, gpu "
                                         "one replica needs of its node")
-    placement: PlacementSpec | None = Field(default=None, description="which nodes may run "
-                                            "the replicas: tier, node_selector (labels)")
+    placement: PlacementSpec | None = Field(
+        default=None, description="which nodes may run the replicas: tier, node_selector "
+        "(labels), gpu_models; policy: spread|pack|ray-hybrid|energy")
 
 
 class DeploymentPatch(BaseModel):
@@ -121,7 +124,7 @@ def _short(key: str, value: Any) -> str:
         return f"strategy={value.type}"
     if isinstance(value, AutoscalingSpec):
         return (f"autoscaling={value.min_replicas}..{value.max_replicas} replicas at "
-                f"{value.target_concurrency:g} in flight each")
+                f"{value.target_concurrency:g} in flight each ({value.policy.value})")
     if isinstance(value, ProbeSpec):
         return f"probes every {value.period_s:g}s"
     if isinstance(value, Resources):
@@ -132,6 +135,8 @@ def _short(key: str, value: Any) -> str:
     if isinstance(value, PlacementSpec):
         where = [f"tier {value.tier.value}"]
         where += [f"{k}={v}" for k, v in sorted(value.node_selector.items())]
+        where += [f"gpu {'|'.join(value.gpu_models)}"] if value.gpu_models else []
+        where += [f"policy {value.policy.value}"] if value.policy else []
         return f"placement={' '.join(where)}"
     return f"{key}={value}"
 
@@ -145,6 +150,22 @@ def _check_fits(platform: Any, resources: Resources) -> Resources:
         raise InvalidInput(f"resources: {why}; ask for less, or add a larger node "
                            "(`leptonic node list` shows them)")
     return resources
+
+
+_BOUNDS = {"min_replicas": "--min-replicas", "max_replicas": "--max-replicas"}
+
+
+def _check_predictive(spec: AutoscalingSpec | None, given: set[str],
+                      had_autoscaling: bool) -> None:
+    """Predictive autoscaling forecasts within bounds the user chose: a deployment that
+    was not autoscaled must name them, not get the defaults by surprise."""
+    if spec is None or spec.policy is not AutoscalingPolicy.PREDICTIVE or had_autoscaling:
+        return
+    missing = [k for k in _BOUNDS if k not in given]
+    if missing:
+        raise InvalidInput(
+            "autoscaling policy predictive needs autoscaling bounds: set "
+            + " and ".join(f"autoscaling.{k} ({_BOUNDS[k]})" for k in missing))
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
@@ -178,11 +199,39 @@ def resolve_photon(platform: Any, text: str) -> tuple[str, int]:
     return pv.name, pv.version
 
 
+def _photon_defaults(platform: Any, photon: str, version: int,
+                     placement: PlacementSpec | None) -> dict[str, Any]:
+    """The photon version's own resources (a classic ``resource_shape``) for a deployment
+    that names none, and its GPU models unless the placement names some."""
+    pv = platform.store.get_photon(photon, version)
+    if pv.resources is None:
+        return {}
+    try:
+        _check_fits(platform, pv.resources)
+    except InvalidInput as exc:
+        raise InvalidInput(f"photon {photon}@{version} asks for {_describe(pv)} (its "
+                           f"resource_shape); {exc.detail}; or give the deployment smaller "
+                           f"resources (--cpu/--memory/--gpu)") from None
+    out: dict[str, Any] = {"resources": pv.resources}
+    if pv.gpu_models and not (placement and placement.gpu_models):
+        base = placement or PlacementSpec()
+        out["placement"] = base.model_copy(update={"gpu_models": list(pv.gpu_models)})
+    return out
+
+
+def _describe(pv: PhotonVersion) -> str:
+    r = pv.resources or Resources()
+    gpus = f", {r.gpu:g} GPU ({'|'.join(pv.gpu_models) or 'any'})" if r.gpu else ""
+    return f"{r.cpu:g} CPU, {r.memory_mb} MiB memory{gpus}"
+
+
 @router.post("/deployments", status_code=201, response_model=Deployment)
 def create_deployment(body: DeploymentCreate,
                       platform: Any = Depends(get_platform)) -> Deployment:
     check_name(body.name, "deployment name")
     check_env_bounds(body.env, body.secrets)
+    if body.autoscaling is not None:
+        _check_predictive(body.autoscaling, body.autoscaling.model_fields_set, False)
     photon, version = resolve_photon(platform, body.photon)
     extra: dict[str, Any] = {k: v for k, v in (
         ("strategy", body.strategy), ("autoscaling", body.autoscaling),
@@ -193,6 +242,8 @@ def create_deployment(body: DeploymentCreate,
         if v is not None}
     if body.resources is not None:
         _check_fits(platform, body.resources)
+    elif not photon.startswith("builtin:"):
+        extra.update(_photon_defaults(platform, photon, version, body.placement))
     spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
                           env=_check_env(body.env),
                           secrets=_check_secrets(platform, body.secrets), public=body.public,
@@ -238,6 +289,8 @@ def update_deployment(name: str, body: DeploymentPatch,
     if body.autoscaling is not None:
         changes["autoscaling"] = _merged(AutoscalingSpec, current.spec.autoscaling,
                                          body.autoscaling)
+        _check_predictive(changes["autoscaling"], set(body.autoscaling),
+                          current.spec.autoscaling is not None)
     elif "autoscaling" in given:
         changes["autoscaling"] = None
     if body.drain_timeout_s is not None:

@@ -20,6 +20,10 @@ _ENTRY_RE = re.compile(r"^(?P<file>[^:]+\.py):(?P<cls>[A-Za-z_][A-Za-z0-9_]*)$")
 
 def check_entry(entry: str) -> tuple[PurePosixPath, str]:
     """``path/to/file.py:ClassName``, the path relative and inside the bundle."""
+    from leptonic.compat import unsupported_entry
+
+    if (why := unsupported_entry(entry)) is not None:
+        raise InvalidInput(why)
     m = _ENTRY_RE.match(entry.strip())
     if not m:
         raise InvalidInput(f"invalid entry {entry!r}: use FILE.py:ClassName, e.g. app.py:Echo")
@@ -60,7 +64,8 @@ async def create_photon(response: Response, name: str = Form(...), entry: str = 
         artifacts.discard(staging)          # a no-op once committed
     pv: PhotonVersion = await asyncio.to_thread(
         store.add_photon_version, name, entry, digest, manifest.class_name,
-        manifest.handlers, manifest.requirements)
+        manifest.handlers, manifest.requirements, None, manifest.resources,
+        manifest.gpu_models)
     await asyncio.to_thread(store.add_event, f"photon/{name}", "Created",
                             f"version {pv.version} ({digest[:12]}) with handlers "
                             + ", ".join(h.name for h in pv.handlers))

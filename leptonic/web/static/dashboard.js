@@ -9,13 +9,15 @@
   const pct = (v) => (v == null ? null : v * 100);
   const CHARTS = [
     { id: "chart-requests", unit: "req/s", series: [
-      ["requests_per_s", "requests/s", "#3155d4"], ["errors_per_s", "5xx/s", "#c01048"]] },
+      ["requests_per_s", "requests/s", "#3155d4"], ["errors_per_s", "5xx/s", "#c01048"],
+      ["forecast_rps", "forecast (predictive)", "#7a5af8"]] },
     { id: "chart-latency", unit: "ms", series: [
       ["p50_latency_ms", "p50", "#12805c"], ["p90_latency_ms", "p90", "#b54708"],
       ["p99_latency_ms", "p99", "#c01048"]] },
     { id: "chart-errors", unit: "%", series: [["error_rate", "5xx %", "#c01048", pct]] },
     { id: "chart-replicas", unit: "", series: [
       ["replicas_ready", "ready", "#12805c"], ["replicas_desired", "desired", "#667085"]] },
+    { id: "chart-power", unit: "W", series: [["power_watts", "watts", "#b54708"]] },
   ];
   const plots = {};
   const status = document.getElementById("chart-status");

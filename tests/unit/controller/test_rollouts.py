@@ -320,3 +320,36 @@ async def test_blue_green_smoke_failure_rolls_back(world: World) -> None:
     assert ro.phase is RolloutPhase.ROLLED_BACK
     assert "HTTP 500 from green" in ro.reason
     assert world.prober.smoked == [green.url]
+
+
+async def test_predictive_scales_from_the_stored_request_rate_series(world: World) -> None:
+    """The forecaster reads ``deployment/svc`` from the series store (what a restart
+    finds): a rising periodic rate scales up before the in-flight load asks for it, and
+    the status says what was forecast and why."""
+    import math
+
+    from leptonic.store.observe import ObserveStore
+
+    auto = AutoscalingSpec(policy="predictive", min_replicas=1, max_replicas=6,
+                           target_concurrency=2, upscale_delay_s=30, look_back_s=1)
+    deploy(world, 1, autoscaling=auto)
+    now = world.clock.now
+    ostore = ObserveStore(world.store)
+    for i in range(60, 0, -1):          # 10 minutes of a 2-minute period, 10 s apart
+        t = now - i * 10
+        ostore.add_samples(t, {"deployment/svc": {
+            "requests_per_s": 5 + 4 * math.sin(2 * math.pi * t / 120)}})
+    await world.tick(2)
+    (r,) = world.replicas(ReplicaState.READY)
+    world.traffic.outstanding = {r.id: 4}    # reactive: 2, after its 30 s upscale delay
+    world.traffic.counts["svc"] = 10
+    await world.tick(2, advance=0.5)
+    st = world.store.get_deployment("svc").status
+    auto_st = st.autoscale
+    assert auto_st is not None
+    assert auto_st.forecast_period_s == pytest.approx(120, rel=0.05)
+    assert auto_st.forecast_rate is not None
+    assert auto_st.forecast_error is not None
+    assert auto_st.service_s is not None
+    assert "forecast" in auto_st.why
+    assert st.desired_replicas > 1, auto_st.why
