@@ -312,7 +312,8 @@ def test_consolidation_moves_a_replica_with_no_failed_request_and_reports_energy
         cluster: Ray, tmp_path: Path) -> None:
     while len(cluster.edges) < 2:
         cluster.add_edge()
-    env = {**RAY_ENV, "LEPTONIC_CONSOLIDATE_PERIOD_S": "1", "LEPTONIC_STANDBY_AFTER_S": "2"}
+    env = {**RAY_ENV, "LEPTONIC_CONSOLIDATE_PERIOD_S": "1", "LEPTONIC_STANDBY_AFTER_S": "2",
+           "LEPTONIC_METRICS_INTERVAL": "1s"}
     with running_platform(tmp_path / "data", env, ["--runtime", "ray", "--ray-address",
                                                   cluster.cluster.address]) as p:
         wait_nodes(p, 3)
@@ -355,7 +356,13 @@ def test_consolidation_moves_a_replica_with_no_failed_request_and_reports_energy
         assert "Consolidating" in reasons, reasons
         assert "NodeStandby" in reasons, reasons
         # energy figures: in /metrics and from the API
-        metrics = httpx.get(f"{p.url}/metrics", headers=p.headers).text
+        deadline = time.monotonic() + 30          # accounted once per observe cycle
+        while True:
+            metrics = httpx.get(f"{p.url}/metrics", headers=p.headers).text
+            if 'leptonic_deployment_energy_joules_total{deployment="echo"}' in metrics or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert "leptonic_node_power_watts{" in metrics
         assert 'leptonic_deployment_energy_joules_total{deployment="echo"}' in metrics
         energy = p.api("GET", "/energy", params={"since": "1h"})

@@ -65,6 +65,8 @@ def test_classic_photons_deploy_and_answer_as_leptonai_did(platform: RunningPlat
     deploy(p, "hello", f"{project}/app.py:Echo")
     r = httpx.post(f"{p.url}/run/hello/echo", json={"text": "hi"}, headers=p.headers)
     assert r.json() == "hi"
+    for client in (counter, greeter, doubler):    # their pooled connections, not the GC's
+        client.close()
 
 
 def test_classic_file_run_as_a_script_launches(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_a_command_job_with_code_runs_and_keeps_its_output(api: TestClient,
     backend = platform.backend
     launch = backend.attempts[running[0]["id"]]  # type: ignore[attr-defined]
     assert launch.command == "python job.py"
-    assert launch.env == {"A": "1"}
+    assert launch.env == {"A": "1", "JOB_COMPLETIONS": "2"}
     assert (Path(launch.bundle_dir) / "job.py").is_file()
     assert launch.cpu_request == 0.5
     assert launch.memory_request_mb == 512

@@ -229,8 +229,11 @@ def test_cli_update_status_control_and_rollback(cli: Any, api: TestClient) -> No
     one_line_error(cli("deployment", "rollout", "abort", "svc"), "nothing to abort")
     rolled = ok_json(cli("deployment", "rollback", "svc", "-o", "json"))
     assert rolled["spec"]["env"] == {}
-    # the rollback is a rollout of its own: an update while it runs retargets it (as in
-    # Kubernetes) rather than starting rollout 3, so let it finish first
+    # the rollback is a rollout of its own (a canary here, steps held an hour): an update
+    # while it runs retargets it (as in Kubernetes) rather than starting rollout 3, so
+    # promote it once it has begun (it may be done already: nothing to promote) and wait
+    wait(api, "svc", lambda ro: ro["status"]["id"] == 2)
+    cli("deployment", "rollout", "promote", "svc")
     back = cli("deployment", "rollout", "status", "svc", "--wait", "--timeout", "20")
     assert back.exit_code == 0, back.output
     ok_json(cli("deployment", "update", "svc", "--env", "V=3", "-o", "json"))
