@@ -32,7 +32,7 @@ from leptonic.errors import BackendError, LeptonicError
 from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
 from leptonic.runtime.isolation import Isolation, Prepared
-from leptonic.runtime.local_jobs import LocalAttemptsMixin
+from leptonic.runtime.local_jobs import LocalAttemptsMixin, marked_processes
 
 log = logging.getLogger(__name__)
 
@@ -288,19 +288,9 @@ class LocalBackend(LocalAttemptsMixin):
 
     def orphans(self, known: set[str]) -> list[psutil.Process]:
         """Runner processes of this data dir that no replica row accounts for."""
-        found = []
-        for ps in psutil.process_iter(["pid", "cmdline"]):
-            cmd = ps.info.get("cmdline") or []
-            if "leptonic.photon.runner" not in cmd or "--replica-id" not in cmd:
-                continue
-            rid = cmd[cmd.index("--replica-id") + 1] if cmd.index("--replica-id") + 1 < len(
-                cmd) else ""
-            if rid in known or rid in self._procs:
-                continue
-            if self.isolation.owner_mark not in cmd:
-                continue
-            found.append(ps)
-        return found
+        return [ps for ps, rid in marked_processes("leptonic.photon.runner", "--replica-id",
+                                                   self.isolation.owner_mark)
+                if rid not in known and rid not in self._procs]
 
     async def kill_orphans(self, known: set[str]) -> int:
         victims = await asyncio.to_thread(self.orphans, known)

@@ -41,6 +41,20 @@ ATTEMPT_MODULE = "leptonic.runtime.attempt"
 _CHUNK = 1 << 20
 
 
+def marked_processes(module: str, flag: str, owner_mark: str
+                     ) -> list[tuple[psutil.Process, str]]:
+    """This platform's processes running ``module`` (its ``owner_mark`` on the command
+    line), each with the id that follows ``flag`` there."""
+    found = []
+    for ps in psutil.process_iter(["pid", "cmdline"]):
+        cmd = ps.info.get("cmdline") or []
+        if module not in cmd or flag not in cmd or owner_mark not in cmd:
+            continue
+        at = cmd.index(flag) + 1
+        found.append((ps, cmd[at] if at < len(cmd) else ""))
+    return found
+
+
 def attempt_env(launch: AttemptLaunch, output: Path, inputs: Path | None) -> dict[str, str]:
     """The platform's variables of an attempt, over the job's own env and secrets."""
     env = {**launch.env, "JOB_COMPLETION_INDEX": str(launch.index),
@@ -290,18 +304,10 @@ class LocalAttemptsMixin:
         return tail_file(self.attempt_log_path(attempt_id), lines)
 
     def attempt_orphans(self, known: set[str]) -> list[psutil.Process]:
-        found = []
         mine = self._attempt_state()
-        for ps in psutil.process_iter(["pid", "cmdline"]):
-            cmd = ps.info.get("cmdline") or []
-            if ATTEMPT_MODULE not in cmd or "--attempt-id" not in cmd:
-                continue
-            i = cmd.index("--attempt-id") + 1
-            aid = cmd[i] if i < len(cmd) else ""
-            if aid in known or aid in mine or self.isolation.owner_mark not in cmd:
-                continue
-            found.append(ps)
-        return found
+        return [ps for ps, aid in marked_processes(ATTEMPT_MODULE, "--attempt-id",
+                                                   self.isolation.owner_mark)
+                if aid not in known and aid not in mine]
 
     async def kill_orphan_attempts(self, known: set[str]) -> int:
         victims = await asyncio.to_thread(self.attempt_orphans, known)
