@@ -181,8 +181,14 @@ class Isolation:
                 "cannot isolate user code: not running as root and bubblewrap (bwrap) is not "
                 "installed; install it (apt-get install bubblewrap) or start with "
                 "--isolation none to run photons with the platform's own rights")
-        self.work_root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.work_root, 0o711 if self.uids else 0o700)
+        # the platform's umask (077) would make missing parents (e.g. /var/lib/leptonic)
+        # closed to the uids user code runs as: each one created here gets the mode too
+        mode = 0o711 if self.uids else 0o700
+        for path in reversed([self.work_root, *self.work_root.parents]):
+            if not path.exists():
+                path.mkdir(exist_ok=True)
+                os.chmod(path, mode)
+        os.chmod(self.work_root, mode)
 
     def describe(self) -> str:
         """One line for ``leptonic up``'s log: which isolation is active."""

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
 from leptonic.store import tables as t
 
@@ -35,12 +35,7 @@ class EnergyStore:
         """Write these totals (insert or replace), in one transaction."""
         if not totals:
             return
-        c = t.energy_totals.c
         with self._tx() as conn:
             for (kind, name), joules in totals.items():
-                res = conn.execute(update(t.energy_totals)
-                                   .where((c.kind == kind) & (c.name == name))
-                                   .values(joules=joules, updated_at=now))
-                if res.rowcount == 0:
-                    conn.execute(insert(t.energy_totals).values(
-                        kind=kind, name=name, joules=joules, updated_at=now))
+                t.upsert(conn, t.energy_totals, {"kind": kind, "name": name},
+                         {"joules": joules, "updated_at": now})

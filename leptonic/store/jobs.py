@@ -142,9 +142,6 @@ class JobsMixin:
     def upsert_attempt(self, attempt: JobAttempt) -> None:
         data = attempt.model_dump(mode="json")
         with self._jobs_tx() as conn:
-            res = conn.execute(update(t.job_attempts).where(t.job_attempts.c.id == attempt.id)
-                               .values(state=attempt.state.value, data=data))
-            if res.rowcount == 0:
-                conn.execute(insert(t.job_attempts).values(
-                    id=attempt.id, job=attempt.job, idx=attempt.index,
-                    state=attempt.state.value, data=data))
+            t.upsert(conn, t.job_attempts, {"id": attempt.id},
+                     {"job": attempt.job, "idx": attempt.index,
+                      "state": attempt.state.value, "data": data})

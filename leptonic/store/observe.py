@@ -151,12 +151,8 @@ class ObserveStore:
         values = {"state": state.state, "since": state.since, "value": state.value,
                   "fired_at": state.fired_at, "resolved_at": state.resolved_at,
                   "evaluated_at": now}
-        c = t.alert_states.c
         with self._tx() as conn:
-            res = conn.execute(update(t.alert_states)
-                               .where((c.rule == rule) & (c.target == target)).values(values))
-            if res.rowcount == 0:
-                conn.execute(insert(t.alert_states).values(rule=rule, target=target, **values))
+            t.upsert(conn, t.alert_states, {"rule": rule, "target": target}, values)
 
     def delete_state(self, rule: str, target: str) -> None:
         c = t.alert_states.c

@@ -304,13 +304,9 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin):
     def upsert_replica(self, replica: Replica) -> None:
         data = replica.model_dump(mode="json")
         with self._tx() as conn:
-            res = conn.execute(update(t.replicas).where(t.replicas.c.id == replica.id)
-                               .values(state=replica.state.value, data=data,
-                                       deployment=replica.deployment))
-            if res.rowcount == 0:
-                conn.execute(insert(t.replicas).values(
-                    id=replica.id, deployment=replica.deployment,
-                    state=replica.state.value, data=data))
+            t.upsert(conn, t.replicas, {"id": replica.id},
+                     {"state": replica.state.value, "data": data,
+                      "deployment": replica.deployment})
 
     def delete_replica(self, replica_id: str) -> None:
         with self._tx() as conn:
@@ -342,10 +338,7 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin):
         override are kept)."""
         data = node.model_dump(mode="json", exclude={"control", "power"})
         with self._tx() as conn:
-            res = conn.execute(update(t.nodes).where(t.nodes.c.name == node.name)
-                               .values(data=data))
-            if res.rowcount == 0:
-                conn.execute(insert(t.nodes).values(name=node.name, data=data))
+            t.upsert(conn, t.nodes, {"name": node.name}, {"data": data})
 
     @staticmethod
     def _node(row: Any) -> Node:

@@ -4,10 +4,13 @@ each other's half of a row."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     Float,
     Index,
     Integer,
@@ -17,6 +20,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 metadata = MetaData()
 
@@ -234,3 +239,15 @@ job_attempts = Table(
     Column("state", String(16), nullable=False, index=True),
     Column("data", JSON, nullable=False),          # the whole core.models.JobAttempt
 )
+
+
+def upsert(conn: Connection, table: Table, key: dict[str, Any],
+           values: dict[str, Any]) -> None:
+    """Insert the row ``key`` + ``values``, or update ``values`` where ``key`` exists,
+    in one statement: two writers of one new row (two control planes, a controller
+    and an API call) never race into a duplicate key, which an UPDATE-then-INSERT
+    does under PostgreSQL's read committed. Columns outside ``values`` keep their
+    stored value on update."""
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = make(table).values(**key, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))
