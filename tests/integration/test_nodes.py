@@ -372,3 +372,31 @@ def test_dashboard_nodes_show_tier_state_allocation_labels(platform: Platform, a
     for cell in ("edge-1", "10.1.0.1", "edge", "Cordoned", "NotReady", "0 / 16", "A100",
                  "zone=a"):
         assert cell in text, cell
+
+
+def test_writers_of_one_new_row_never_race_into_a_duplicate_key(platform: Platform) -> None:
+    """The controller and an API call (or two control planes) may write the same new node,
+    replica or alert state at once: one statement, no UPDATE-then-INSERT gap (on
+    PostgreSQL that gap was a UniqueViolation)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leptonic.core.alerts import AlertState
+    from leptonic.store.observe import ObserveStore
+
+    store = platform.store
+    store_observe = ObserveStore(store)
+
+    def write(args: tuple[int, int]) -> None:
+        round_, writer = args
+        store.upsert_node(Node(name=f"race-{round_}", id=f"{round_:016x}", tier="edge",
+                               address=f"10.9.0.{writer}", capacity={"cpu": 1.0}))
+        store_observe.put_state("rule", f"node/race-{round_}",
+                                AlertState(state="pending", since=float(writer)), 1.0)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, [(r, w) for r in range(15) for w in range(4)]))
+    names = [n.name for n in store.list_nodes() if n.name.startswith("race-")]
+    assert sorted(names) == sorted(f"race-{r}" for r in range(15))
+    assert {n.address for n in store.list_nodes() if n.name == "race-0"} <= {
+        f"10.9.0.{w}" for w in range(4)}
+    assert len(store_observe.states("rule")) == 15
