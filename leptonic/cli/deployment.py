@@ -46,14 +46,9 @@ def _photon(d: Deployment) -> str:
     return f"{spec.photon}@{spec.photon_version}"
 
 
-def _desired(d: Deployment) -> int:
-    """What the deployment aims for: spec.replicas, or the autoscaler's count."""
-    return d.status.desired_replicas if d.spec.autoscaling is not None else d.spec.replicas
-
-
 def deployments_table(deployments: list[Deployment]) -> object:
     return table(["NAME", "PHOTON", "READY", "PHASE", "GENERATION", "AGE", "MESSAGE"],
-                 [(d.name, _photon(d), f"{d.status.ready_replicas}/{_desired(d)}",
+                 [(d.name, _photon(d), f"{d.status.ready_replicas}/{d.desired_replicas}",
                    d.status.phase, d.generation, age(d.created_at), d.status.message)
                   for d in deployments])
 
@@ -82,7 +77,7 @@ def deployment_fields(d: Deployment) -> object:
     env = ", ".join(f"{k}={v}" for k, v in sorted(d.spec.env.items())) or "-"
     return fields([
         ("name", d.name), ("photon", _photon(d)), ("phase", st.phase),
-        ("replicas", f"{st.ready_replicas}/{_desired(d)} ready ({st.replicas} running)"),
+        ("replicas", f"{st.ready_replicas}/{d.desired_replicas} ready ({st.replicas} running)"),
         ("autoscaling", "-" if (a := d.spec.autoscaling) is None else
          f"{a.min_replicas}..{a.max_replicas} replicas, {a.target_concurrency:g} in flight "
          f"each (now {st.autoscale.in_flight if st.autoscale else 0:g})"),
@@ -107,7 +102,7 @@ def _wait(client: Client, opts: Opts, name: str, timeout: float) -> Deployment:
         task = progress.add_task(f"deploying {name}", total=None, phase="")
 
         def on_progress(d: Deployment) -> None:
-            progress.update(task, total=max(d.spec.replicas, 1),
+            progress.update(task, total=max(d.desired_replicas, 1),
                             completed=d.status.ready_replicas, phase=d.status.phase)
 
         return client.wait_ready(name, timeout, on_progress)

@@ -36,7 +36,8 @@ DEPLOYMENT_METRICS: dict[str, str] = {
     "in_flight": "requests being proxied now",
     "queue_depth": "requests waiting in the replicas' batch queues",
     "replicas_ready": "ready replicas",
-    "replicas_desired": "replicas the spec asks for",
+    "replicas_desired": "replicas the deployment aims for (the autoscaler's count when it "
+                        "autoscales)",
     "restarts": "replica restarts since the deployment was created (a counter)",
     "cpu_percent": "CPU of all replicas, percent of one core",
     "memory_mb": "resident memory of all replicas, MiB",

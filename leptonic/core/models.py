@@ -389,6 +389,15 @@ class Deployment(BaseModel):
     created_at: float = 0.0
     updated_at: float = 0.0
 
+    @property
+    def desired_replicas(self) -> int:
+        """What the deployment aims for, the one meaning of "desired" in alerts, gauges,
+        series, dashboard and CLI: the autoscaler's count when it autoscales, else the
+        spec's (``status.desired_replicas`` is that once the controller has seen it)."""
+        if self.spec.autoscaling is not None:
+            return self.status.desired_replicas
+        return self.spec.replicas
+
 
 # -- rollouts ------------------------------------------------------------------------------
 

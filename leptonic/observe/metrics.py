@@ -154,7 +154,8 @@ class PlatformCollector(Collector):
         yield from (ready, restarts, cpu, rss)
 
         desired = GaugeMetricFamily("leptonic_deployment_replicas_desired",
-                                    "Replicas the deployment's spec asks for",
+                                    "Replicas the deployment aims for (the autoscaler's count when "
+                                    "it autoscales)",
                                     labels=["deployment"])
         dready = GaugeMetricFamily("leptonic_deployment_replicas_ready",
                                    "Ready replicas of the deployment", labels=["deployment"])
@@ -162,7 +163,7 @@ class PlatformCollector(Collector):
                                       "Replica restarts since the deployment was created",
                                       labels=["deployment"])
         for d in snap.deployments:
-            desired.add_metric([d.name], float(d.spec.replicas))
+            desired.add_metric([d.name], float(d.desired_replicas))
             dready.add_metric([d.name], float(d.status.ready_replicas))
             drestarts.add_metric([d.name], float(d.status.restarts))
         yield from (desired, dready, drestarts)

@@ -181,7 +181,7 @@ class Observability:
         live = [d for d in deployments if not d.deleting]
         for d in live:
             samples[f"deployment/{d.name}"] = self.sampler.deployment_sample(
-                now, d.name, d.spec.replicas, d.status.restarts, gateway.get(d.name),
+                now, d.name, d.desired_replicas, d.status.restarts, gateway.get(d.name),
                 [s for s in stats if s.deployment == d.name])
             auto = d.status.autoscale
             if auto is not None and auto.forecast_rate is not None:    # predictive only

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from leptonic.core.models import Deployment, DeploymentSpec, DeploymentStatus
+from leptonic.core.models import AutoscalingSpec, Deployment, DeploymentSpec, DeploymentStatus
 from leptonic.observe.metrics import (
     MAX_HANDLERS,
     NodeStat,
@@ -77,3 +77,23 @@ def test_collector_serves_the_snapshot_in_one_exposition() -> None:
                  'leptonic_observe_last_sample_timestamp_seconds 123.0'):
         assert line in text
     assert "process_cpu_seconds_total" not in text
+
+
+def test_desired_is_the_autoscalers_count_for_an_autoscaled_deployment() -> None:
+    """One meaning of "desired" (alerts, gauges, series, CLI): spec.replicas is not what an
+    autoscaled deployment aims for."""
+    registry = CollectorRegistry()
+    collector = PlatformCollector()
+    registry.register(collector)
+    fixed = Deployment(name="fixed", spec=DeploymentSpec(photon="builtin:echo", replicas=2),
+                       status=DeploymentStatus(desired_replicas=0))
+    auto = Deployment(name="auto", spec=DeploymentSpec(
+        photon="builtin:echo", replicas=1,
+        autoscaling=AutoscalingSpec(min_replicas=1, max_replicas=8)),
+        status=DeploymentStatus(desired_replicas=5, ready_replicas=3))
+    assert (fixed.desired_replicas, auto.desired_replicas) == (2, 5)
+    collector.snapshot = Snapshot(at=1.0, scrapes=[], replicas=[], deployments=[fixed, auto],
+                                  nodes=[], alerts=[])
+    text = generate_latest(registry).decode()
+    assert 'leptonic_deployment_replicas_desired{deployment="auto"} 5.0' in text
+    assert 'leptonic_deployment_replicas_desired{deployment="fixed"} 2.0' in text
