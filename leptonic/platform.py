@@ -66,7 +66,8 @@ class Platform:
         self.prober: Prober = prober or HttpProber()
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
                                      prober=self.prober, artifacts=self.artifacts,
-                                     secrets=self.secrets, traffic=self.gateway)
+                                     secrets=self.secrets, traffic=self.gateway,
+                                     series_interval_s=settings.observe.interval_s)
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
                                      registry=self.registry)
         self.controller.consolidator = Consolidator(

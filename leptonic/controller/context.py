@@ -59,6 +59,7 @@ class ControllerContext:
     traffic: Traffic = field(default_factory=NoTraffic)
     clock: Callable[[], float] = time.time
     stop_grace_s: float = 10.0      # SIGTERM to SIGKILL, once a replica has been drained
+    series_interval_s: float = 10.0  # the observe loop's sampling interval (forecasts)
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a store call off the event loop, which also carries gateway traffic."""

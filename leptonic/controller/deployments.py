@@ -33,6 +33,7 @@ from leptonic.core.autoscaler import (
     Sample,
     autoscale,
     average_in_flight,
+    forecast_steps,
     initial_state,
     predictive,
     service_estimate,
@@ -324,9 +325,12 @@ class DeploymentReconciler:
                 else now - HISTORY_S
             rows = await self.ctx.db(self._series, name, since, now)
             if held is None:
+                # the series' own spacing (written by whichever control plane led), else
+                # this one's sampling interval: a new deployment has no series yet
                 times = [ts for ts, _ in rows]
                 gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)
-                interval = gaps[len(gaps) // 2] if gaps else 10.0
+                interval = gaps[len(gaps) // 2] if len(gaps) >= 2 \
+                    else self.ctx.series_interval_s
                 steps = max(1, round((STARTUP_S + interval) / interval))
                 held = (Forecaster(ForecastConfig(interval_s=interval, horizon=steps)), now)
             forecaster = held[0]
@@ -342,7 +346,8 @@ class DeploymentReconciler:
         cfg = forecaster.cfg
         idle = keep_alive(idle_gaps(list(forecaster.values), cfg.interval_s)) \
             if inp.spec.min_replicas == 0 else None
-        return PredictiveInput(inp, forecaster.forecast(cfg.horizon),
+        steps = max(cfg.horizon, forecast_steps(inp.spec, STARTUP_S, cfg.interval_s))
+        return PredictiveInput(inp, forecaster.forecast(steps),
                                self._service.get(name, inp.state.service_s), STARTUP_S, idle)
 
     def _series(self, name: str, since: float, until: float

@@ -14,8 +14,12 @@ it back to one at once, with no delay.
 :func:`predictive` (``policy: predictive``) wraps it: replicas = max(the reactive
 decision, what the forecast rate by ``now + startup time`` needs at the target
 concurrency), within the same bounds; only the reactive part waits out the upscale delay
-(the forecast is the lead), and scaling down keeps the reactive downscale delay. An
-unusable forecast (short history, high recent error) leaves the reactive decision alone.
+(the forecast is the lead). Scaling down keeps the reactive downscale delay, which
+guards against a lull the load comes back from, unless the forecast vouches that it will
+not: while the forecast is usable and its upper forecast over the whole downscale delay
+needs fewer replicas than are up, the reactive wish to scale down is acted on after
+``TRUSTED_HOLD_S`` (Knative's stable window) instead. An unusable forecast (short history,
+high recent error) leaves the reactive decision alone.
 At ``min_replicas = 0`` the idle gaps' hybrid histogram (``core.forecast.keep_alive``)
 replaces the fixed ``scale_to_zero_after_s`` (never lengthening it): stay up for the
 keep-alive window, and where
@@ -35,6 +39,9 @@ _EPS = 1e-9
 #: a new replica's time to ready when nothing better is known: leptonic's measured cold
 #: start (``POST /deployments`` -> first answer, 576 ms; docs/BENCHMARKS.md)
 STARTUP_S = 0.58
+#: how long a wish to scale down lasts before it is acted on when the forecast vouches for
+#: it (the downscale delay is the most)
+TRUSTED_HOLD_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,13 @@ class PredictiveInput:
     idle: KeepAlive | None = None   # keep-alive windows from the idle gaps (min 0 only)
 
 
+def forecast_steps(spec: AutoscalingSpec, startup_s: float, interval_s: float) -> int:
+    """Intervals the predictive policy needs forecast: up to the startup time (the lead)
+    and over the downscale delay (what vouches for scaling down early)."""
+    return max(1, math.ceil((startup_s + min(spec.downscale_delay_s, 3600.0))
+                            / interval_s - _EPS))
+
+
 def replicas_for(rate: float, service_s: float, target: float) -> int:
     """Replicas that ``rate`` requests/s of ``service_s`` each need at ``target`` in flight
     per replica (Little's law: in flight = rate x time in flight)."""
@@ -195,6 +209,9 @@ def predictive(inp: PredictiveInput) -> AutoscaleDecision:
         why = f"{why_forecast}; reactive alone: {base.replicas}"
     else:
         why = f"{why}; {why_forecast}"
+        early = _vouched_down(inp, replicas, wanted)
+        if early is not None:
+            replicas, why = early
     reason = "" if replicas == current else why
     overridden = replicas != base.replicas
     state = st.model_copy(update={
@@ -211,6 +228,34 @@ def predictive(inp: PredictiveInput) -> AutoscaleDecision:
         "service_s": None if inp.service_s is None else round(inp.service_s, 4),
         "why": why})
     return AutoscaleDecision(replicas, state, reason)
+
+
+def _vouched_down(inp: PredictiveInput, replicas: int, wanted: int
+                  ) -> tuple[int, str] | None:
+    """Fewer replicas before the downscale delay is out, where the forecast vouches that
+    the load does not come back within it (None: wait the delay out)."""
+    r, fc = inp.reactive, inp.forecast
+    spec, st, now = r.spec, r.state, r.now
+    if fc is None or not fc.usable or not inp.service_s or r.waiting:
+        return None
+    current = st.replicas
+    proposal = st.proposal
+    if replicas != current or proposal >= current or proposal < 1 \
+            or st.proposal_since is None:
+        return None                 # not waiting out a downscale delay
+    held = now - st.proposal_since
+    hold = min(spec.downscale_delay_s, TRUSTED_HOLD_S)
+    if held + _EPS < hold:
+        return None
+    _, ahead = fc.peak(now + inp.startup_s + spec.downscale_delay_s)
+    later = min(spec.max_replicas, max(spec.min_replicas, proposal, wanted,
+                                       replicas_for(ahead, inp.service_s,
+                                                    spec.target_concurrency)))
+    if later >= current:
+        return None
+    return later, (f"the forecast vouches for scaling down after {held:.0f}s of the "
+                   f"{spec.downscale_delay_s:g}s delay: upper {ahead:.2f} req/s over it "
+                   f"needs {later} replica(s); reactive wants {proposal}")
 
 
 def _forecast_words(inp: PredictiveInput, rate: float | None, upper: float | None,

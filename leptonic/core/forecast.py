@@ -16,9 +16,14 @@ time series, or a trace's arrivals per interval in the simulator), it keeps:
 It tracks its own error online: every forecast made ``horizon`` points ahead is compared
 with the point that comes, as a weighted MAPE (sum of absolute errors over the sum of the
 actual rates; a plain MAPE is undefined where the rate is zero) over the last
-``error_window`` points. The forecast is *not usable* -- the caller falls back to the
-reactive autoscaler -- while the history is shorter than ``min_points``, or the error is
-above ``max_error`` (e.g. just after a step change the model has not learned yet).
+``error_window`` points, and so is its upper forecast, as the *shortfall*: the part of the
+actual rate above the upper forecast made for it (what capacity planned on it would have
+missed), over the same points. The forecast is *not usable* -- the caller falls back to the
+reactive autoscaler -- while the history is shorter than ``min_points``, or while both the
+error is above ``max_error`` and the shortfall above ``max_shortfall`` (e.g. just after a
+step change the model has not learned yet). A noisy, bursty series has a point forecast
+far from every point and still an upper forecast that holds: that is what capacity needs
+(the policy provisions for the upper forecast), so it counts as usable.
 
 Crane's EHPA finds the period the same way (FFT / autocorrelation); AWS predictive scaling
 and EHPA both let the forecast only add to what is observed: that is the policy's job
@@ -59,7 +64,8 @@ class ForecastConfig:
     horizon: int = 1                 # points ahead whose error is tracked
     quantile: float = 0.9            # of the errors, for the upper forecast
     error_window: int = 10           # points the error is measured over
-    max_error: float = 0.3           # weighted MAPE above this: fall back to reactive
+    max_error: float = 0.3           # weighted MAPE above this and
+    max_shortfall: float = 0.2       # the upper forecast short by more: fall back
 
     def __post_init__(self) -> None:
         if not (self.interval_s > 0 and self.min_points >= 2 and self.window >= 4
@@ -79,6 +85,7 @@ class Forecast:
     mape: float | None               # weighted MAPE over the error window (None: no data)
     usable: bool
     reason: str                      # why it is (not) usable
+    shortfall: float | None = None   # the upper forecast's shortfall, same window
 
     def peak(self, until: float) -> tuple[float, float]:
         """The highest (point, upper) forecast from ``at`` up to ``until`` (at least the
@@ -179,10 +186,12 @@ class Forecaster:
         self.strength = 0.0
         self._model: _Model | None = None
         self._since_detect = 0
-        # forecasts made ``horizon`` points ahead, waiting for their point
-        self._pending: deque[float] = deque()
-        # (actual, actual - forecast) of the points that came, newest last
-        self._errors: deque[tuple[float, float]] = deque(maxlen=max(120, self.cfg.error_window))
+        # (point, upper) forecasts made ``horizon`` points ahead, waiting for their point
+        self._pending: deque[tuple[float, float]] = deque()
+        # (actual, actual - forecast, actual above the upper forecast) of the points that
+        # came, newest last
+        self._errors: deque[tuple[float, float, float]] = deque(
+            maxlen=max(120, self.cfg.error_window))
         self._actual_sum = 0.0           # over every scored point, for overall_error
         self._missed_sum = 0.0
 
@@ -218,9 +227,9 @@ class Forecaster:
             if self._model is not None else 0.0
         self.values.append(x)
         if self._pending and len(self._pending) >= cfg.horizon:
-            predicted = self._pending.popleft()
+            predicted, upper = self._pending.popleft()
             if value is not None:
-                self._errors.append((x, x - predicted))
+                self._errors.append((x, x - predicted, max(0.0, x - upper)))
                 self._actual_sum += x
                 self._missed_sum += abs(x - predicted)
         if self._model is None:
@@ -233,7 +242,7 @@ class Forecaster:
             and self._since_detect >= max(1, cfg.redetect_every // 3))
         if due and self._detect():
             return
-        self._pending.append(max(0.0, self._model.predict(cfg.horizon, cfg.phi)))
+        self._pending.append(self._ahead(self._model, cfg.horizon))
 
     def _min_lag(self) -> int:
         return max(2, math.ceil(self.cfg.min_period_s / self.cfg.interval_s))
@@ -256,18 +265,34 @@ class Forecaster:
         for x in values[model.index:]:
             model.update(x, cfg)
         self._model = model
-        self._pending = deque(max(0.0, model.predict(h, cfg.phi))
-                              for h in range(1, cfg.horizon + 1))
+        self._pending = deque(self._ahead(model, h) for h in range(1, cfg.horizon + 1))
         return True
+
+    def _ahead(self, model: _Model, h: int) -> tuple[float, float]:
+        point = max(0.0, model.predict(h, self.cfg.phi))
+        return point, point + self._margin()
+
+    def _margin(self) -> float:
+        """What the upper forecast adds: the ``quantile`` of the recent under-forecasts."""
+        under = [e for _, e, _ in self._errors]
+        return max(0.0, float(np.quantile(under, self.cfg.quantile))) if under else 0.0
 
     # -- asking ---------------------------------------------------------------------------
     def error(self) -> float | None:
         """Weighted MAPE of the ``horizon``-ahead forecasts over the error window."""
+        return self._weighted(1)
+
+    def shortfall(self) -> float | None:
+        """The part of the actual rate above the upper forecast made for it, over the error
+        window (0: the upper forecast covered every point)."""
+        return self._weighted(2)
+
+    def _weighted(self, column: int) -> float | None:
         recent = list(self._errors)[-self.cfg.error_window:]
         if not recent:
             return None
-        actual = sum(a for a, _ in recent)
-        missed = sum(abs(e) for _, e in recent)
+        actual = sum(e[0] for e in recent)
+        missed = sum(abs(e[column]) for e in recent)
         if actual <= _EPS:
             return 0.0 if missed <= _EPS else math.inf
         return missed / actual
@@ -289,21 +314,26 @@ class Forecaster:
         if model is None:
             return Forecast(at, cfg.interval_s, (), (), None, None, False, "no history yet")
         rates = tuple(max(0.0, model.predict(h, cfg.phi)) for h in range(1, steps + 1))
-        under = [e for _, e in self._errors]
-        margin = max(0.0, float(np.quantile(under, cfg.quantile))) if under else 0.0
+        margin = self._margin()
         upper = tuple(r + margin for r in rates)
+        short = self.shortfall()
         if len(self.values) < cfg.min_points:
             usable, why = False, (f"history of {len(self.values)} points is shorter than "
                                   f"{cfg.min_points} ({cfg.min_points * cfg.interval_s:g}s)")
         elif mape is None:
             usable, why = False, "no forecast checked against the series yet"
-        elif mape > cfg.max_error:
+        elif mape > cfg.max_error and (short is None or short > cfg.max_shortfall):
             usable, why = False, (f"recent error {_pct(mape)} is above "
-                                  f"{_pct(cfg.max_error)}")
+                                  f"{_pct(cfg.max_error)} and the upper forecast fell "
+                                  f"short by {_pct(short or 0.0)}")
         else:
             season = f"period {period_s:g}s" if period_s else "no period found"
             usable, why = True, f"{season}, recent error {_pct(mape)}"
-        return Forecast(at, cfg.interval_s, rates, upper, period_s, mape, usable, why)
+            if mape > cfg.max_error:
+                why += (f", but the upper forecast fell short by only "
+                        f"{_pct(short or 0.0)}")
+        return Forecast(at, cfg.interval_s, rates, upper, period_s, mape, usable, why,
+                        short)
 
 
 def _pct(x: float) -> str:

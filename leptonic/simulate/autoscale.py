@@ -198,6 +198,8 @@ class _Replay:
         steps = max(1, math.ceil((startup_s + tick_s) / interval_s))
         self.fcfg = ForecastConfig(**{**asdict(cfg), "interval_s": interval_s,
                                       "horizon": steps})
+        self.forecast_steps = max(steps, autoscaler.forecast_steps(self.spec, startup_s,
+                                                                   interval_s))
         self.forecaster = Forecaster(self.fcfg)
         self.reps: list[_Replica] = []
         self.queue: deque[tuple[float, float]] = deque()     # (arrival, service)
@@ -297,7 +299,7 @@ class _Replay:
             self.rates.append(rate)
             if self.policy is SimPolicy.PREDICTIVE:
                 self.forecaster.observe(end, rate)
-                self._forecast = self.forecaster.forecast(self.fcfg.horizon)
+                self._forecast = self.forecaster.forecast(self.forecast_steps)
                 self._idle = keep_alive(idle_gaps(self.rates[-self.fcfg.window:],
                                                   self.interval_s))
             self.interval_arrivals = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from leptonic.core import autoscaler
 from leptonic.core.autoscaler import (
     AutoscaleInput,
     PredictiveInput,
@@ -167,19 +168,38 @@ def test_predictive(spec: AutoscalingSpec, st: AutoscaleState, samples: list[Sam
         assert d.state.forecast_error == fc.mape
 
 
-def test_predictive_scale_up_then_the_downscale_delay_holds_it() -> None:
+@pytest.mark.parametrize(("name", "later", "mape", "expected"), [
+    # the forecast over the downscale delay says the load stays low: down after the
+    # trusted hold, not the whole delay
+    ("vouched for", 1, 0.1, [4, 4, 4, 4, 1, 1, 1]),
+    # it says the load comes back within the delay: the whole delay is held
+    ("the load comes back", 8, 0.1, [4, 4, 4, 4, 4, 4, 1]),
+    # a forecast not trusted vouches for nothing
+    ("not trusted", 1, None, [4, 4, 4, 4, 4, 4, 1]),
+])
+def test_predictive_scale_up_then_down_after_the_hold_the_forecast_vouches_for(
+        name: str, later: float, mape: float | None, expected: list[int]) -> None:
     """Walk time: the forecast raises replicas at once; when it and the load fall, the
-    count is held for the whole downscale delay, as reactive would."""
+    count comes down after TRUSTED_HOLD_S where the forecast vouches for it, else after
+    the downscale delay, as reactive would."""
     st = state(1)
-    seen = []
-    for t, rate in ((0, 8), (10, 8), (20, 1), (300, 1), (610, 1), (640, 1)):
+    seen, reasons = [], []
+    hold = autoscaler.TRUSTED_HOLD_S
+    for t, rate in ((0, 8), (10, 8), (20, 1), (20 + hold - 5, 1), (20 + hold + 1, 1),
+                    (300, 1), (640, 1)):
         now = NOW + t
+        fc = forecast(rate, at=now - 1, later=later if rate == 1 else None)
+        if mape is None and rate == 1:
+            fc = forecast(rate, at=now - 1, later=later, usable=False)
         d = predictive(PredictiveInput(
-            AutoscaleInput(PRED, st, [Sample(now, 2)], 0, True, now),
-            forecast(rate, at=now - 1), 1.0, startup_s=5.0))
+            AutoscaleInput(PRED, st, [Sample(now, 8 if rate == 8 else 2)], 0, True, now),
+            fc, 1.0,
+            startup_s=5.0))
         st = d.state
         seen.append(d.replicas)
-    assert seen == [4, 4, 4, 4, 1, 1]
+        reasons.append(d.reason)
+    assert seen == expected, name
+    assert any("vouches" in r for r in reasons) == (name == "vouched for"), reasons
 
 
 def test_replicas_for() -> None:

@@ -152,3 +152,34 @@ def test_keep_alive(name: str, gaps: list[float],
 def test_invalid_config() -> None:
     with pytest.raises(ValueError, match="invalid forecast config"):
         ForecastConfig(interval_s=0)
+
+
+def test_a_bursty_series_is_usable_by_its_upper_forecast_not_its_point_forecast() -> None:
+    """Bursts at random (0 or 20 req/s, a fixed seed): no point forecast follows them, but
+    the upper forecast covers the rate, which is what capacity is planned on."""
+    import random
+
+    rng = random.Random(7)
+    f = Forecaster(CFG)
+    for i in range(200):
+        f.observe(i * 10, 20.0 if rng.random() < 0.3 else rng.uniform(0, 2))
+    fc = f.forecast()
+    assert fc.mape is not None
+    assert fc.mape > CFG.max_error
+    assert fc.shortfall is not None
+    assert fc.shortfall <= CFG.max_shortfall
+    assert fc.usable, fc.reason
+    assert "fell short by only" in fc.reason
+    assert fc.upper[0] >= 15
+
+
+def test_the_upper_forecasts_shortfall_is_measured_against_what_came() -> None:
+    """Flat, then a step up: the upper forecast made before the step falls short of it by
+    the step (less its margin); the shortfall says so, and the forecast is not used."""
+    points = [(i * 10, 10.0) for i in range(40)] + [(400 + i * 10, 100.0) for i in range(2)]
+    f = Forecaster.of(points, CFG)
+    fc = f.forecast()
+    assert fc.shortfall is not None
+    assert fc.shortfall > 0.3
+    assert not fc.usable
+    assert "fell short by" in fc.reason
