@@ -79,6 +79,13 @@ class Conflict(LeptonicError):
     title = "Conflict"
 
 
+class GenerationChanged(Conflict):
+    """A spec write that stated the generation it read found another one: someone else
+    changed the spec meanwhile."""
+
+    title = "Generation changed"
+
+
 class PayloadTooLarge(LeptonicError):
     status = 413
     title = "Payload too large"

@@ -521,7 +521,7 @@ def check_ready(dep: Deployment) -> bool:
     if not current or dep.deleting:
         return False
     # an autoscaled deployment is ready at the count the autoscaler asked for
-    desired = st.desired_replicas if dep.spec.autoscaling is not None else dep.spec.replicas
+    desired = dep.desired_replicas
     if desired == 0:
         return st.phase is DeploymentPhase.STOPPED or st.replicas == 0
     return st.phase is DeploymentPhase.READY and st.ready_replicas >= desired
@@ -531,7 +531,8 @@ def timeout_error(dep: Deployment | None, name: str, timeout: float) -> WaitTime
     progress = ""
     if dep is not None:
         st = dep.status
-        progress = f" ({st.ready_replicas}/{dep.spec.replicas} replicas ready, phase {st.phase}"
+        progress = (f" ({st.ready_replicas}/{dep.desired_replicas} replicas ready, "
+                    f"phase {st.phase}")
         progress += f": {st.message})" if st.message else ")"
     return WaitTimeout(f"deployment {name} was not ready after {timeout:g}s{progress}",
                        deployment=name)
@@ -680,14 +681,22 @@ class _API:
         return self._run(Call("GET", f"/deployments/{_seg(name)}", _model(Deployment)))
 
     def update_deployment(self, name: str, *, no_autoscaling: bool = False,
-                          **fields: Any) -> Any:
+                          expected_generation: int | None = None, **fields: Any) -> Any:
         """Change any of ``replicas``, ``photon``, ``env``, ``strategy``, ``autoscaling``,
         ``probes``, ``resources``, ``placement``... (PATCH; the fields given of these
         objects replace the current ones) -> ``Deployment``. A changed photon or env
-        is rolled out by the deployment's strategy."""
+        is rolled out by the deployment's strategy.
+
+        The server merges the fields given into the spec as it is when it writes, so
+        concurrent changes of different fields all apply. With ``expected_generation``
+        (the ``generation`` of the deployment you read) the change applies only if no
+        other landed since; else ``leptonic.errors.Conflict`` (409): read it again and
+        decide."""
         body = {k: v for k, v in fields.items() if v is not None}
         if no_autoscaling:
             body["autoscaling"] = None
+        if expected_generation is not None:
+            body["expected_generation"] = expected_generation
         return self._run(Call("PATCH", f"/deployments/{_seg(name)}", _model(Deployment),
                               json=body))
 

@@ -31,7 +31,7 @@ from leptonic.core.models import (
     Replica,
     Resources,
 )
-from leptonic.errors import Conflict, NotFound
+from leptonic.errors import Conflict, GenerationChanged, NotFound
 from leptonic.store import tables as t
 from leptonic.store.accounts import AccountsMixin
 from leptonic.store.jobs import JobsMixin
@@ -180,14 +180,38 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin):
                                         .where(t.photons.c.name == name)).scalars())
             if not digests:
                 raise NotFound(f"photon {name!r} does not exist")
-            users = [r.name for r in conn.execute(select(t.deployments.c.name,
-                                                         t.deployments.c.spec))
-                     if (r.spec or {}).get("photon") == name]
+            users = self._photon_users(conn, name)
             if users:
                 raise Conflict(f"photon {name!r} is used by deployment(s) "
                                f"{', '.join(sorted(users))}; delete them first")
+            # delete first, then look again inside this transaction: the delete holds the
+            # rows (PostgreSQL) or the database (SQLite), so a deployment created on the
+            # photon meanwhile is either seen here or waits and then finds no photon
             conn.execute(delete(t.photons).where(t.photons.c.name == name))
+            users = self._photon_users(conn, name)
+            if users:
+                raise Conflict(f"photon {name!r} is used by deployment(s) "
+                               f"{', '.join(sorted(users))}; delete them first")
         return digests
+
+    @staticmethod
+    def _photon_users(conn: Connection, name: str) -> list[str]:
+        return [r.name for r in conn.execute(select(t.deployments.c.name,
+                                                    t.deployments.c.spec))
+                if (r.spec or {}).get("photon") == name]
+
+    @staticmethod
+    def _check_photon_kept(conn: Connection, spec: DeploymentSpec) -> None:
+        """Inside a transaction that wrote ``spec``: its photon version still exists, and
+        stays so until the commit (a shared row lock on PostgreSQL; SQLite's writer holds
+        the database). A photon deleted meanwhile rolls the write back."""
+        if spec.photon.startswith("builtin:"):
+            return
+        c = t.photons.c
+        q = select(c.id).where((c.name == spec.photon) & (c.version == spec.photon_version))
+        if conn.execute(q.with_for_update(read=True)).first() is None:
+            raise NotFound(f"photon {spec.photon!r} has no version {spec.photon_version} "
+                           "(deleted meanwhile?); `leptonic photon list` shows the photons")
 
     def digest_in_use(self, digest: str) -> bool:
         with self._tx() as conn:
@@ -211,6 +235,7 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin):
                     name=name, spec=spec.model_dump(mode="json"),
                     status=DeploymentStatus(updated_at=now).model_dump(mode="json"),
                     generation=1, deleting=False, created_at=now, updated_at=now))
+                self._check_photon_kept(conn, spec)
         except IntegrityError as exc:
             raise Conflict(f"deployment {name!r} already exists; update it with "
                            f"`leptonic deployment update {name}` or delete it first") from exc
@@ -231,21 +256,38 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin):
         return [self._deployment(r) for r in rows]
 
     def update_deployment_spec(self, name: str, spec: DeploymentSpec,
-                               now: float | None = None) -> Deployment:
-        """Replace the spec; the generation goes up only when the spec really changed."""
+                               now: float | None = None, *, expected_generation: int
+                               ) -> Deployment:
+        """Replace the spec of the deployment read at ``expected_generation``; the
+        generation goes up only when the spec really changed. Raises
+        ``GenerationChanged`` when the stored generation is another one (the spec was
+        changed since it was read): re-read, apply the change again, retry."""
         now = time.time() if now is None else now
+        c = t.deployments.c
         with self._tx() as conn:
-            row = conn.execute(select(t.deployments).where(t.deployments.c.name == name)
+            row = conn.execute(select(t.deployments).where(c.name == name)
                                .with_for_update()).first()
             if row is None:
                 raise NotFound(f"deployment {name!r} does not exist")
             if row.deleting:
                 raise Conflict(f"deployment {name!r} is being deleted")
             new = spec.model_dump(mode="json")
-            if new != row.spec:
-                conn.execute(update(t.deployments).where(t.deployments.c.name == name)
-                             .values(spec=new, generation=row.generation + 1, updated_at=now))
-        return self.get_deployment(name)
+            changed = new != row.spec
+            # one conditional UPDATE: on SQLite the SELECT above locks nothing
+            res = conn.execute(update(t.deployments)
+                               .where((c.name == name) & (c.generation == expected_generation))
+                               .values(spec=new,
+                                       updated_at=now if changed else c.updated_at,
+                                       generation=c.generation + (1 if changed else 0)))
+            if res.rowcount == 0:
+                raise GenerationChanged(
+                    f"deployment {name!r} was changed meanwhile (generation "
+                    f"{row.generation}, read at {expected_generation}): read it again and "
+                    "apply the change to what it is now")
+            self._check_photon_kept(conn, spec)
+            # read back in this transaction: what this write made, not a later one
+            written = conn.execute(select(t.deployments).where(c.name == name)).one()
+        return self._deployment(written)
 
     def mark_deleting(self, name: str, now: float | None = None) -> Deployment:
         now = time.time() if now is None else now

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,7 +31,7 @@ from leptonic.core.models import (
     check_name,
 )
 from leptonic.core.scheduler import too_large
-from leptonic.errors import Conflict, InvalidInput, NotFound
+from leptonic.errors import Conflict, GenerationChanged, InvalidInput, NotFound
 from leptonic.observe.logs import compile_grep, follow, search_file
 
 router = APIRouter(tags=["deployments"])
@@ -92,6 +92,31 @@ class DeploymentPatch(BaseModel):
     placement: PlacementSpec | None = Field(
         default=None, description="fields given replace the current ones (a node_selector "
                                   "given replaces the whole selector)")
+    expected_generation: int | None = Field(
+        default=None, ge=1, description="apply only to this generation (409 if the spec was "
+                                        "changed since); the If-Match header says the same")
+
+
+#: a PATCH without an expected generation is applied to the spec as it is: when another
+#: write lands between its read and its write, it is merged again this many times
+MERGE_TRIES = 5
+
+
+def _generation_of(if_match: str | None) -> int | None:
+    """The generation in an ``If-Match`` header (``"3"``, ``W/"3"`` or ``3``)."""
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"If-Match {if_match!r} is not a deployment generation; send the "
+                           'ETag of GET /api/v1/deployments/NAME, e.g. If-Match: "3"')
+    return int(text)
+
+
+def etag(response: Response, d: Deployment) -> Deployment:
+    """The deployment's generation as its ETag: what a later If-Match states."""
+    response.headers["ETag"] = f'"{d.generation}"'
+    return d
 
 
 def _deep_merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +251,7 @@ def _describe(pv: PhotonVersion) -> str:
 
 
 @router.post("/deployments", status_code=201, response_model=Deployment)
-def create_deployment(body: DeploymentCreate,
+def create_deployment(body: DeploymentCreate, response: Response,
                       platform: Any = Depends(get_platform)) -> Deployment:
     check_name(body.name, "deployment name")
     check_env_bounds(body.env, body.secrets)
@@ -252,7 +277,7 @@ def create_deployment(body: DeploymentCreate,
     platform.store.add_event(f"deployment/{d.name}", "Created",
                              f"photon {photon}@{version}, {spec.replicas} replica(s)")
     platform.wake()
-    return d
+    return etag(response, d)
 
 
 @router.get("/deployments", response_model=list[Deployment])
@@ -261,15 +286,53 @@ def list_deployments(platform: Any = Depends(get_platform)) -> list[Deployment]:
 
 
 @router.get("/deployments/{name}", response_model=Deployment)
-def get_deployment(name: str, platform: Any = Depends(get_platform)) -> Deployment:
-    d: Deployment = platform.store.get_deployment(name)
-    return d
+def get_deployment(name: str, response: Response,
+                   platform: Any = Depends(get_platform)) -> Deployment:
+    return etag(response, platform.store.get_deployment(name))
 
 
 @router.patch("/deployments/{name}", response_model=Deployment)
-def update_deployment(name: str, body: DeploymentPatch,
+def update_deployment(name: str, body: DeploymentPatch, response: Response,
+                      if_match: str | None = Header(default=None),
                       platform: Any = Depends(get_platform)) -> Deployment:
-    current: Deployment = platform.store.get_deployment(name)
+    """Change the fields given. With ``If-Match`` (or ``expected_generation``) the change
+    applies only to that generation, else 409; without, it is merged into the spec as it
+    is when written (a write landing in between is merged again), so concurrent changes
+    of different fields all apply."""
+    header = _generation_of(if_match)
+    expected = body.expected_generation
+    if header is not None and expected is not None and header != expected:
+        raise InvalidInput(f"If-Match says generation {header} and expected_generation "
+                           f"{expected}; send one of them")
+    expected = expected if expected is not None else header
+    for attempt in range(MERGE_TRIES):
+        current: Deployment = platform.store.get_deployment(name)
+        if expected is not None and current.generation != expected:
+            raise GenerationChanged(
+                f"deployment {name!r} is at generation {current.generation}, not "
+                f"{expected}: read it again (GET) and apply the change to what it is now")
+        spec, changes = _patched(platform, name, current, body)
+        try:
+            d: Deployment = platform.store.update_deployment_spec(
+                name, spec, expected_generation=current.generation)
+        except GenerationChanged:
+            if expected is not None or attempt == MERGE_TRIES - 1:
+                raise
+            continue
+        break
+    if d.generation != current.generation:
+        what = ", ".join(_short(k, v) for k, v in changes.items() if k != "env")
+        if "env" in changes:
+            what = f"{what}, env" if what else "env"
+        platform.store.add_event(f"deployment/{name}", "Updated",
+                                 f"generation {d.generation}: {what}")
+        platform.wake()
+    return etag(response, d)
+
+
+def _patched(platform: Any, name: str, current: Deployment, body: DeploymentPatch
+             ) -> tuple[DeploymentSpec, dict[str, Any]]:
+    """``current``'s spec with the patch's fields applied, checked; and what changed."""
     changes: dict[str, Any] = {}
     if body.photon is not None:
         changes["photon"], changes["photon_version"] = resolve_photon(platform, body.photon)
@@ -315,15 +378,7 @@ def update_deployment(name: str, body: DeploymentPatch,
     spec = current.spec.model_copy(update=changes)
     if "env" in changes or "secrets" in changes:    # a spec from before the bounds stays
         check_env_bounds(spec.env, spec.secrets)
-    d: Deployment = platform.store.update_deployment_spec(name, spec)
-    if d.generation != current.generation:
-        what = ", ".join(_short(k, v) for k, v in changes.items() if k != "env")
-        if "env" in changes:
-            what = f"{what}, env" if what else "env"
-        platform.store.add_event(f"deployment/{name}", "Updated",
-                                 f"generation {d.generation}: {what}")
-        platform.wake()
-    return d
+    return spec, changes
 
 
 @router.delete("/deployments/{name}", status_code=202, response_model=Deployment)

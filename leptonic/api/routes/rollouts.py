@@ -94,7 +94,8 @@ def rollback(name: str, platform: Any = Depends(get_platform)) -> Deployment:
     spec = current.spec.model_copy(update={
         "photon": back.spec.photon, "photon_version": back.spec.photon_version,
         "env": dict(back.spec.env), "secrets": list(back.spec.secrets)})
-    d: Deployment = platform.store.update_deployment_spec(name, spec)
+    d: Deployment = platform.store.update_deployment_spec(
+        name, spec, expected_generation=current.generation)
     platform.store.add_event(f"deployment/{name}", "RollbackRequested",
                              f"generation {d.generation}: back to {back.label}"
                              + (" (kept for rollback, serves at once)"

@@ -90,7 +90,8 @@ async def test_scale_down_and_delete(world: World) -> None:
     deploy(world, 3)
     await world.tick(2)
     d = world.store.get_deployment("echo")
-    world.store.update_deployment_spec("echo", d.spec.model_copy(update={"replicas": 1}))
+    world.store.update_deployment_spec("echo", d.spec.model_copy(update={"replicas": 1}),
+                                       expected_generation=d.generation)
     await world.tick(2)
     assert len(world.replicas()) == 1
     assert len(world.backend.stopped) == 2
@@ -105,7 +106,8 @@ async def test_env_change_replaces_replicas_without_gap(world: World) -> None:
     await world.tick(2)
     old = {r.id for r in world.replicas()}
     d = world.store.get_deployment("echo")
-    world.store.update_deployment_spec("echo", d.spec.model_copy(update={"env": {"A": "1"}}))
+    world.store.update_deployment_spec("echo", d.spec.model_copy(update={"env": {"A": "1"}}),
+                                       expected_generation=d.generation)
     for _ in range(6):
         await world.tick()
         assert len(world.routed() or []) >= 2, "never fewer ready routes than desired"

@@ -121,8 +121,9 @@ async def test_cordoned_node_keeps_its_replicas_and_takes_no_new_ones(world: Wor
     [where] = nodes_of(w)
     other = "e2" if where == "e1" else "e1"
     w.store.set_node_control(other, NodeControl(cordoned=True))
-    w.store.update_deployment_spec("echo", w.store.get_deployment("echo").spec.model_copy(
-        update={"replicas": 2}))
+    d = w.store.get_deployment("echo")
+    w.store.update_deployment_spec("echo", d.spec.model_copy(update={"replicas": 2}),
+                                   expected_generation=d.generation)
     await w.tick(3)
     assert nodes_of(w) == [where, where]
 
@@ -156,8 +157,9 @@ async def test_consolidation_moves_replicas_off_a_nearly_empty_node_then_it_stan
     await w.tick(3)
     w.store.set_node_control("n2", NodeControl())
     w.store.set_node_control("n1", NodeControl(cordoned=True))
-    w.store.update_deployment_spec("echo", w.store.get_deployment("echo").spec.model_copy(
-        update={"replicas": 2}))
+    d = w.store.get_deployment("echo")
+    w.store.update_deployment_spec("echo", d.spec.model_copy(update={"replicas": 2}),
+                                   expected_generation=d.generation)
     await w.tick(3)
     w.store.set_node_control("n1", NodeControl())
     assert nodes_of(w) == ["n1", "n2"]           # one each: either node could be emptied
@@ -172,8 +174,9 @@ async def test_consolidation_moves_replicas_off_a_nearly_empty_node_then_it_stan
     assert {n.name: n.status for n in w.store.list_nodes()} == {"n1": "Standby",
                                                                "n2": "Ready"}
     # standby until something is placed there again: n2 is full, so the next lands on n1
-    w.store.update_deployment_spec("echo", w.store.get_deployment("echo").spec.model_copy(
-        update={"replicas": 33}))
+    d = w.store.get_deployment("echo")
+    w.store.update_deployment_spec("echo", d.spec.model_copy(update={"replicas": 33}),
+                                   expected_generation=d.generation)
     await w.tick(3, advance=0.1)
     assert {n.name: n.status for n in w.store.list_nodes()}["n1"] == "Ready"
     assert "NodeAwake" in [e.reason for e in w.store.list_events("node/n1")]

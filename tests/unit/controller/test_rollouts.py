@@ -99,7 +99,8 @@ class World:
 
     def update(self, **changes: object) -> None:
         d = self.store.get_deployment("svc")
-        self.store.update_deployment_spec("svc", d.spec.model_copy(update=changes))
+        self.store.update_deployment_spec("svc", d.spec.model_copy(update=changes),
+                                          expected_generation=d.generation)
 
 
 @pytest.fixture
@@ -274,8 +275,9 @@ async def test_autoscaler_follows_in_flight_requests_to_zero_and_back(world: Wor
 async def test_stop_drains_in_flight_requests_first(world: World) -> None:
     deploy(world, 2)
     await world.tick(2)
-    world.store.update_deployment_spec("svc", world.store.get_deployment("svc").spec.model_copy(
-        update={"replicas": 1, "drain_timeout_s": 5}))
+    d = world.store.get_deployment("svc")
+    world.store.update_deployment_spec("svc", d.spec.model_copy(
+        update={"replicas": 1, "drain_timeout_s": 5}), expected_generation=d.generation)
     a, b = world.replicas()
     world.traffic.outstanding = {a.id: 1, b.id: 3}
     await world.controller.tick()
