@@ -13,7 +13,6 @@ import functools
 import logging
 import os
 import signal
-import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -56,10 +55,9 @@ class Platform:
         self.secrets = SecretBox.for_data_dir(self.layout.root)
         self.login_limits = {"user": FailureWindow(limit=5, window_s=300),
                              "address": FailureWindow(limit=30, window_s=300)}
-        self._public: tuple[float, frozenset[str]] = (0.0, frozenset())
         self.registry = CollectorRegistry()
         self.routes = RouteTable()
-        self.gateway = Gateway(self.routes, authorize=self.verifier.authorize_run,
+        self.gateway = Gateway(self.routes, authorize=self.authorize_run,
                                max_body_bytes=settings.max_body_bytes, registry=self.registry,
                                on_hold=lambda _: self.controller.wake())
         self.backend: Backend = backend or self._runtime()
@@ -110,14 +108,22 @@ class Platform:
                          allocate_uid=lambda owner: self.store.run_uid(owner, *UID_RANGE))
 
     def is_public(self, deployment: str) -> bool:
-        """Is ``deployment`` served without a token? (refreshed at most once a second)"""
-        at, names = self._public
-        now = time.monotonic()
-        if now - at > 1.0:
-            names = frozenset(d.name for d in self.store.list_deployments()
-                              if d.spec.public and not d.deleting)
-            self._public = (now, names)
-        return deployment in names
+        """Is ``deployment`` served without a token? From the route table the controller
+        (or a follower's store sync) publishes: the gateway's loop never reads the store
+        for it."""
+        route = self.routes.route(deployment)
+        return route is not None and route.public
+
+    def authorize_run(self, token: str | None, deployment: str, client: str | None
+                      ) -> Any:
+        """The gateway's token check: answered on the event loop when the verifier knows
+        the answer from memory (a cached token, a malformed or known-bad one, a throttled
+        address); otherwise a coroutine that asks the store in a worker thread, so a
+        request never holds the loop on a store query."""
+        verifier = self.verifier
+        if verifier.answers_from_memory(token, client):
+            return verifier.authorize_run(token, deployment, client)
+        return asyncio.to_thread(verifier.authorize_run, token, deployment, client)
 
     def publish_routes(self, routes: Routes) -> None:
         self.routes.replace_routes(routes)

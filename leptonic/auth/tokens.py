@@ -239,6 +239,21 @@ class TokenVerifier:
             return None
         return _unexpired(principal)
 
+    def answers_from_memory(self, token: str | None, client: str | None = None) -> bool:
+        """Whether :meth:`authenticate` would answer ``token`` without a store query: no
+        token, a fresh cached one, one refused by its checksum or the negative cache, or
+        an address over its limit. (False: it may query the store; ask off the loop.)"""
+        if not token:
+            return True
+        now = time.monotonic()
+        digest = hash_token(token) if len(token) <= 256 else ""
+        hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now and hit[2] == self._generation:
+            return True
+        if client is not None and hit is None and self.failures.retry_after(client, now):
+            return True
+        return not digest or not could_exist(token) or self._known_bad(digest, now)
+
     def fresh(self, token: str) -> Principal | None:
         """The principal of ``token`` if this verifier has it cached and fresh, else None
         (which proves nothing: ask :meth:`authenticate`). Never touches the store."""

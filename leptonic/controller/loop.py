@@ -81,7 +81,8 @@ class Controller:
             auto = d.spec.autoscaling
             hold = Hold(auto.max_queued, auto.queue_timeout_s) \
                 if auto is not None and auto.min_replicas == 0 else None
-            routes[d.name] = Route.of(d.name, ups[d.name], weights or None, hold)
+            routes[d.name] = Route.of(d.name, ups[d.name], weights or None, hold,
+                                      public=d.spec.public)
         return routes
 
     def wake(self) -> None:

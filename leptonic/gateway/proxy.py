@@ -23,6 +23,7 @@ for a deployment scaled to zero (bounded queue, timeout) until a replica is read
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import random
@@ -60,8 +61,10 @@ class Refusal:
 
 
 # authorize(token, deployment, client address or None) -> serve (True/None), 401 (False)
-# or another answer (Refusal)
-Authorize = Callable[[str | None, str, str | None], "Refusal | bool | None"]
+# or another answer (Refusal); or an awaitable of one, where answering needs I/O (the
+# gateway awaits it; the event loop is never held by a store query)
+Verdict = Refusal | bool | None
+Authorize = Callable[[str | None, str, str | None], Verdict | Awaitable[Verdict]]
 
 UNKNOWN_DEPLOYMENT = "(unknown)"   # metrics label for requests to no known deployment
 
@@ -306,6 +309,8 @@ class Gateway:
             client = scope.get("client")
             verdict = self.authorize(_bearer(authorization), deployment,
                                      client[0] if client else None)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
             if isinstance(verdict, Refusal):
                 if verdict.delay_s > 0:
                     await asyncio.sleep(verdict.delay_s)

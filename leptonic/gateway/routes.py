@@ -77,10 +77,12 @@ class Route:
     split: tuple[tuple[float, tuple[str, ...]], ...] = ()
     weights: Mapping[str, float] = field(default_factory=dict)
     hold: Hold | None = None
+    public: bool = False            # served without a token (spec.public)
 
     @classmethod
     def of(cls, deployment: str, upstreams: Iterable[Upstream],
-           weights: Mapping[str, float] | None = None, hold: Hold | None = None) -> Route:
+           weights: Mapping[str, float] | None = None, hold: Hold | None = None,
+           public: bool = False) -> Route:
         """``weights`` maps groups to their share of traffic; upstreams of a group with
         no (or zero) weight get none. A weighted group with no upstream gets no traffic:
         its share goes to the others."""
@@ -100,7 +102,7 @@ class Route:
                 for group in sorted(groups):
                     total += float(weights[group])
                     split.append((total, tuple(groups[group])))
-        return cls(ups, tuple(by_id), by_id, tuple(split), dict(weights or {}), hold)
+        return cls(ups, tuple(by_id), by_id, tuple(split), dict(weights or {}), hold, public)
 
 
 class RouteTable:

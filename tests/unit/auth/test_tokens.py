@@ -175,3 +175,28 @@ def test_gateway_check_answers_429_with_retry_after_except_on_public_deployments
     assert verifier.authorize_run(valid, "closed", ATTACKER) is True
     assert store.queries == queries
     assert verifier.authorize_run(old_format(), "closed", NEIGHBOUR) is False
+
+
+def test_the_gateway_asks_the_store_off_the_loop_only_when_memory_cannot_answer(
+        store: CountingStore) -> None:
+    """``answers_from_memory`` says when ``authenticate`` would make no store query: the
+    platform then checks on the event loop, else in a worker thread."""
+    verifier = TokenVerifier(store)
+    valid, _ = create_token(store, "ci", "viewer")
+    assert verifier.answers_from_memory(None)
+    assert verifier.answers_from_memory("")
+    assert verifier.answers_from_memory(bad_checksum())           # refused by its checksum
+    assert not verifier.answers_from_memory(valid)                # not cached yet: the store
+    queries = store.queries
+    assert verifier.authenticate(valid) is not None
+    assert store.queries == queries + 1
+    assert verifier.answers_from_memory(valid)                    # now cached
+    unknown = old_format()
+    assert not verifier.answers_from_memory(unknown)
+    assert verifier.authenticate(unknown) is None
+    assert verifier.answers_from_memory(unknown)                  # negatively cached
+    for _ in range(FAILURE_LIMIT):
+        verifier.authenticate(old_format(), ATTACKER)
+    assert verifier.answers_from_memory(old_format(), ATTACKER)   # the address is throttled
+    with pytest.raises(TooManyRequests):                          # (and is answered so)
+        verifier.authenticate(old_format(), ATTACKER)

@@ -134,6 +134,32 @@ async def test_token_is_required_when_authorize_is_set(upstreams: Replicas) -> N
     assert clients == {"127.0.0.1"}      # the caller's address, for per-address limits
 
 
+async def test_an_authorize_that_needs_io_is_awaited_and_the_loop_serves_meanwhile(
+        upstreams: Replicas) -> None:
+    """A check that must ask the store returns an awaitable (the platform's runs in a
+    worker thread): the gateway awaits it, and other requests are served meanwhile."""
+    release = asyncio.Event()
+
+    async def slow_check(token: str | None) -> bool:
+        await release.wait()
+        return token == "slow"
+
+    def authorize(token: str | None, deployment: str, client: str | None) -> Any:
+        return slow_check(token) if token in ("slow", "slow-bad") else token == "fast"
+
+    async with gateway_client(table_of(upstreams), authorize=authorize) as (client, _):
+        slow = asyncio.create_task(client.get("/run/echo/echo",
+                                              headers={"authorization": "Bearer slow"}))
+        bad = asyncio.create_task(client.get("/run/echo/echo",
+                                             headers={"authorization": "Bearer slow-bad"}))
+        fast = await client.get("/run/echo/echo", headers={"authorization": "Bearer fast"})
+        assert fast.status_code == 200          # served while the slow checks wait
+        assert not slow.done()
+        release.set()
+        assert (await slow).status_code == 200
+        assert (await bad).status_code == 401
+
+
 async def test_unknown_deployment_is_404_naming_it(upstreams: Replicas) -> None:
     async with gateway_client(table_of(upstreams)) as (client, gateway):
         resp = await client.post("/run/nope/predict", json={})
