@@ -14,6 +14,7 @@ from leptonic.cli.replica import replicas_table
 from leptonic.cli.rollout import spec_options
 from leptonic.client import Client
 from leptonic.core.models import DEFAULT_PLACEMENT, Deployment, Event, PlacementSpec, Resources
+from leptonic.core.transitions import error_line
 
 app = typer.Typer(help="Deployments: a photon version running as replicas behind the gateway.",
                   no_args_is_help=True)
@@ -86,7 +87,8 @@ def deployment_fields(d: Deployment) -> object:
                                                   f"(observed {st.observed_generation})"),
         ("resources", resources_text(d.spec.resources)),
         ("placement", placement_text(d.spec.placement)),
-        ("env", env), ("message", st.message or "-"), ("last error", st.last_error or "-"),
+        ("env", env), ("message", st.message or "-"),
+        ("last error", error_line(st.last_error) or "-"),
         ("created", clock(d.created_at)), ("updated", clock(d.updated_at)),
     ])
 
@@ -108,6 +110,12 @@ def _wait(client: Client, opts: Opts, name: str, timeout: float) -> Deployment:
         return client.wait_ready(name, timeout, on_progress)
 
 
+NoWaitOpt = Annotated[bool, typer.Option(
+    "--no-wait", help="Return once the change is stored instead of waiting until the "
+                      "deployment is ready with it.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for readiness.")]
+
+
 @app.command("create")
 @spec_options
 def create(
@@ -122,9 +130,8 @@ def create(
     public: Annotated[bool, typer.Option(
         "--public", help="Serve /run/NAME without a token (default: a token is needed).")
     ] = False,
-    no_wait: Annotated[bool, typer.Option(
-        "--no-wait", help="Return once created instead of waiting until ready.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300.0,
+    no_wait: NoWaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
     spec: dict[str, Any] | None = None,
 ) -> None:
@@ -172,12 +179,15 @@ def delete(ctx: typer.Context, name: str, output: OutputOpt = None, url: UrlOpt 
 def scale(
     ctx: typer.Context, name: str,
     replicas: Annotated[int, typer.Option(min=0, help="Desired replicas.")],
+    no_wait: NoWaitOpt = False, timeout: TimeoutOpt = 300.0,
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
 ) -> None:
-    """Change the number of replicas."""
+    """Change the number of replicas and (unless --no-wait) wait until they are ready."""
     opts = options(ctx, output, url, token)
     with connect(opts) as client:
         dep = client.update_deployment(name, replicas=replicas)
+        if not no_wait:
+            dep = _wait(client, opts, name, timeout)
     show(opts, dep, lambda d: deployments_table([d]))
 
 
@@ -201,7 +211,7 @@ def update(
 ) -> None:
     """Change a deployment's photon, environment, replicas, strategy, autoscaling or probes.
     A new photon version or environment is rolled out by the deployment's strategy
-    (``--strategy``); ``leptonic deployment rollout status NAME`` follows it."""
+    (``--strategy``); ``leptonic deployment rollout status NAME --wait`` follows it."""
     opts = options(ctx, output, url, token)
     changes = {"photon": photon, "env": parse_env(env), "replicas": replicas, **(spec or {})}
     if all(v is None for v in changes.values()) and not no_autoscaling:

@@ -35,24 +35,38 @@ def _versions(versions: list[PhotonVersion]) -> Table:
 
 @app.command("run")
 def run(
+    ctx: typer.Context,
     entry: EntryOpt,
     path: Annotated[Path | None, typer.Option(
         help="Folder the entry file is in (default: as for photon create).",
         show_default=False)] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    output: OutputOpt = None,
 ) -> None:
     """Serve a photon from local code in this process (no platform needed).
 
     Classic leptonai photons (``from leptonai.photon import Photon``) run as they are.
+    With ``--output json``, one line on stdout once it listens: ``{"photon", "entry",
+    "url", "handlers": [{"method", "path"}]}`` (the log stays on stderr).
     """
+    import json
+    import sys
+
     from leptonic.compat import unsupported_entry
     from leptonic.photon.runner import serve
 
     if (why := unsupported_entry(entry)) is not None:
         raise typer.BadParameter(why, param_hint="'--entry' / '-m'")
     folder, entry = bundle_target(entry, path)
-    code = serve(entry, host, port, bundle_dir=folder.resolve())
+
+    def listening(info: dict[str, object]) -> None:
+        sys.stdout.write(json.dumps(info) + "\n")
+        sys.stdout.flush()
+
+    as_json = options(ctx, output).json
+    code = serve(entry, host, port, bundle_dir=folder.resolve(),
+                 on_listening=listening if as_json else None)
     if code:
         raise typer.Exit(code)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import Any
 
 import httpx
@@ -297,8 +297,12 @@ class AsyncClient(_API, JobsAPI):
         finally:
             await resp.aclose()
 
-    async def call(self, deployment: str, handler: str, /, **inputs: Any) -> Any:
-        """See ``Client.call``; a streamed answer is an async iterator."""
+    def call(self, deployment: str, handler: str, /, **inputs: Any) -> PendingCall:
+        """See ``Client.call``: ``await`` it for the answer (a streamed one is an async
+        iterator), or ``async for item in client.call(...)`` straight over a stream."""
+        return PendingCall(self._call(deployment, handler, inputs), handler)
+
+    async def _call(self, deployment: str, handler: str, inputs: dict[str, Any]) -> Any:
         request = self._http.build_request(
             "POST", f"/run/{_seg(deployment)}/{handler.lstrip('/')}", json=inputs)
         request.extensions["timeout"] = _streaming_timeout(self.timeout).as_dict()
@@ -356,22 +360,52 @@ class DeploymentHandle:
         return f"DeploymentHandle({self.name!r})"
 
 
+class PendingCall:
+    """A handler call of ``AsyncClient``: awaitable (the answer; a streamed one as an async
+    iterator) and async-iterable itself, so ``async for x in handle.count(n=3)`` works
+    without the ``await``. It is sent once, when first awaited or iterated."""
+
+    def __init__(self, call: Coroutine[Any, Any, Any], handler: str) -> None:
+        self._call: Coroutine[Any, Any, Any] | None = call
+        self._handler = handler
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._call is None:
+            raise RuntimeError(f"the call of {self._handler!r} was already awaited")
+        call, self._call = self._call, None
+        return call.__await__()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        answer = await self
+        if not hasattr(answer, "__aiter__"):
+            raise TypeError(f"handler {self._handler!r} answered without streaming "
+                            f"({type(answer).__name__}); await the call instead of "
+                            "iterating it")
+        async for item in answer:
+            yield item
+
+    def __del__(self) -> None:
+        if self._call is not None:       # never awaited: no "was never awaited" warning
+            self._call.close()
+
+
 class AsyncDeploymentHandle:
-    """``DeploymentHandle`` for ``AsyncClient``: ``await handle.echo(text="hi")``."""
+    """``DeploymentHandle`` for ``AsyncClient``: ``await handle.echo(text="hi")``, and
+    ``async for item in handle.count(n=3)`` over a streamed answer."""
 
     def __init__(self, client: AsyncClient, name: str) -> None:
         self._client = client
         self.name = name
 
-    async def call(self, handler: str, /, **inputs: Any) -> Any:
-        return await self._client.call(self.name, handler, **inputs)
+    def call(self, handler: str, /, **inputs: Any) -> PendingCall:
+        return self._client.call(self.name, handler, **inputs)
 
     def __getattr__(self, handler: str) -> Callable[..., Any]:
         if handler.startswith("_"):
             raise AttributeError(handler)
 
-        async def invoke(**inputs: Any) -> Any:
-            return await self._client.call(self.name, handler, **inputs)
+        def invoke(**inputs: Any) -> PendingCall:
+            return self._client.call(self.name, handler, **inputs)
 
         invoke.__name__ = handler
         return invoke

@@ -76,6 +76,7 @@ from leptonic.core.scheduler import DEFAULT_POLICY, Placement, Request, place
 from leptonic.core.transitions import (
     ACTIVE_STATES,
     deployment_status,
+    error_line,
     replica_exited,
     replica_restarted,
     template_hash,
@@ -557,9 +558,9 @@ def _sets(replicas: list[Replica], crashloop_after: int) -> dict[int, SetState]:
         s = sets.get(r.generation, SetState())
         crashing = s.crashing
         if crashing is None and r.failures >= crashloop_after:
-            lines = [x for x in (r.last_error or "").splitlines() if x.strip()]
+            line = error_line(r.last_error)
             crashing = (f"replica {r.id} failed {r.failures} times in a row"
-                        + (f"; last log line: {lines[-1].strip()}" if lines else ""))
+                        + (f"; its error: {line}" if line else ""))
         sets[r.generation] = SetState(
             active=s.active + 1,
             ready=s.ready + (r.state is ReplicaState.READY and r.probe_failures == 0),

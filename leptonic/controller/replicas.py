@@ -18,7 +18,12 @@ from collections.abc import Mapping
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.probes import ProbeResult
 from leptonic.core.models import ProbeSpec, Replica, ReplicaState
-from leptonic.core.transitions import replica_exited, replica_ready, replica_settled
+from leptonic.core.transitions import (
+    error_line,
+    replica_exited,
+    replica_ready,
+    replica_settled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +160,11 @@ class ReplicaObserver:
         if reason == "NodeLost":        # not the replica's fault: elsewhere, at once
             new = new.model_copy(update={"next_restart_at": now, "failures": r.failures})
         delay = (new.next_restart_at or now) - now
-        last = tail[-1].strip() if tail else ""
+        last = error_line("\n".join(tail)) or ""
         what = f"{reason}: {why}" if reason and reason != "Hung" else why
         await ctx.event(
             f"deployment/{r.deployment}", "ReplicaCrashed",
             f"replica {r.id} {what} (exit code {exit_code}); restart in {delay:.1f}s"
-            + (f"; last log line: {last}" if last else ""), kind="Warning")
+            + (f"; its error: {last}" if last else ""), kind="Warning")
         log.warning("replica %s %s (exit code %s)", r.id, why, exit_code)
         return new

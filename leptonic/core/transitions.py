@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from leptonic.core.models import (
@@ -147,3 +148,23 @@ def deployment_status(deployment: Deployment, replicas: list[Replica], now: floa
         "desired_replicas": desired,
         "updated_at": now,
     })
+
+
+_CARETS = re.compile(r"^[\s^~]*$")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Failure)"
+                        r"\b(:.*)?$")
+
+
+def error_line(text: str | None) -> str | None:
+    """The one line of a replica's last log lines that says what went wrong: the exception
+    line of the last traceback (``ValueError: bad weights``), never a caret (``^^^^``) or
+    source line of its frames; else the last line with words. None for no text."""
+    lines = [x.rstrip() for x in (text or "").splitlines()]
+    words = [x for x in lines if not _CARETS.match(x)]
+    for line in reversed(words):
+        if _EXCEPTION.match(line.strip()) and not line.startswith((" ", "\t")):
+            return line.strip()
+    for line in reversed(words):
+        if not line.startswith((" ", "\t")) and not line.startswith("Traceback "):
+            return line.strip()
+    return words[-1].strip() if words else None

@@ -764,8 +764,12 @@ def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           environ: Mapping[str, str] | None = None,
           handler_timeout_s: float = DEFAULT_HANDLER_TIMEOUT_S,
-          max_concurrency: int = DEFAULT_MAX_CONCURRENCY, debug_errors: bool = False) -> int:
+          max_concurrency: int = DEFAULT_MAX_CONCURRENCY, debug_errors: bool = False,
+          on_listening: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Load ``entry``, serve it with uvicorn until SIGTERM/SIGINT; return the exit code.
+
+    ``on_listening`` is called once the server accepts connections, with what it serves
+    (``photon``, ``entry``, ``url``, ``handlers``: method and path of each), from a thread.
 
     0 after a graceful stop (``shutdown()`` called); 1 when the photon cannot be loaded,
     the ``PHOTON_BATCH_*`` settings in ``environ`` (default: the process environment)
@@ -832,6 +836,18 @@ def serve(entry: str, host: str = "127.0.0.1", port: int = 8000,
         log.info("%s is a classic leptonai photon: served by leptonic.compat", app.name)
     log.info("serving photon %s%s at http://%s:%d (%s)", app.name,
              f" (replica {replica_id})" if replica_id else "", host, port, paths)
+    if on_listening is not None:
+        info = {"photon": app.name, "entry": entry, "url": f"http://{host}:{port}",
+                "handlers": [{"method": ep.sig.spec.method, "path": ep.path}
+                             for ep in app._all_endpoints]}
+
+        def announce(srv: uvicorn.Server = server) -> None:
+            while not srv.started and not srv.should_exit:
+                time.sleep(0.02)
+            if srv.started:
+                on_listening(info)
+
+        threading.Thread(target=announce, name="announce", daemon=True).start()
     server.run()
     if exit_code == 0 and not server.started and not terminated:
         return 1  # uvicorn could not start (e.g. the port is taken); it logged why

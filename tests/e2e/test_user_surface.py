@@ -54,11 +54,42 @@ def test_photon_run_alone_serves_handlers_and_openapi() -> None:
         proc.wait(15)
 
 
+def test_photon_run_says_in_json_when_it_listens() -> None:
+    """``photon run --output json``: one JSON line on stdout once the server accepts
+    connections (what a script waits for instead of polling), the log on stderr."""
+    import json
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leptonic", "photon", "run", "-m", "app.py:Echo",
+         "--port", str(port), "--output", "json"], cwd=REPO / "examples" / "echo",
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()        # the process is killed below if it hangs
+        info = json.loads(line)
+        assert info["url"] == f"http://127.0.0.1:{port}"
+        assert info["entry"] == "app.py:Echo"
+        assert {"method": "POST", "path": "/echo"} in info["handlers"]
+        # listening when it says so: no retry needed
+        assert httpx.post(f"{info['url']}/echo", json={"text": "hi"}).json() == "hi"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 async def _call_async(p: RunningPlatform) -> None:
     async with AsyncClient(p.url, p.token) as aclient:
         aecho = aclient.deployment("echo")
         assert await aecho.echo(text="async") == "async"
         assert [x async for x in await aecho.count(n=3)] == [0, 1, 2]
+        # and straight over the call, without the await
+        assert [x async for x in aecho.count(n=3)] == [0, 1, 2]
+        assert [x async for x in aclient.call("echo", "count", n=2)] == [0, 1]
+        with pytest.raises(TypeError, match="await the call"):
+            [x async for x in aecho.echo(text="not a stream")]
 
 
 def test_deploy_and_call_through_gateway_clients_and_cli(

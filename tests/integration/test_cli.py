@@ -115,8 +115,14 @@ def test_deployment_lifecycle_with_json_output(cli: Any, photon: dict[str, Any],
     scaled = ok_json(cli("deployment", "scale", "web", "--replicas", "2", "-o", "json"))
     assert scaled["spec"]["replicas"] == 2
     assert scaled["generation"] == created["generation"] + 1
+    # scale waits for the result, like create
+    assert scaled["status"]["ready_replicas"] == 2, scaled["status"]
+    assert scaled["status"]["observed_generation"] == scaled["generation"]
     ready = wait_for(cli, "web", lambda d: d["status"]["ready_replicas"] == 2)
     assert ready["status"]["phase"] == "Ready", ready
+    quick = ok_json(cli("deployment", "scale", "web", "--replicas", "2", "--no-wait",
+                        "-o", "json"))
+    assert quick["generation"] == scaled["generation"], "the same count: no new generation"
 
     replicas = ok_json(cli("deployment", "replicas", "web", "-o", "json"))
     assert len(replicas) == 2
