@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -236,6 +237,43 @@ def test_control_plane_kill9_readopts_actors(platform: RunningPlatform,
     assert len(ours) == 2, ours
     r = httpx.post(f"{p.url}/run/echo/echo", headers=p.headers, json={"text": "x"})
     assert r.status_code == 200
+
+
+def test_a_killed_replica_actor_is_replaced_with_no_failed_request(
+        platform: RunningPlatform, cluster: Ray) -> None:
+    """kill -9 of one replica's Ray actor process under load: its HTTP runner dies with it
+    (PR_SET_PDEATHSIG), the gateway retries around it, and a new actor takes its place."""
+    p = platform
+    wait_nodes(p, 3)
+    deploy_edge(p)
+    ready = p.wait_ready("echo", 2)
+    victim = ready[0]
+    actor_pid = psutil.Process(victim["pid"]).ppid()
+    assert "ray::" in " ".join(psutil.Process(actor_pid).cmdline()) or \
+        psutil.Process(actor_pid).name().startswith("ray::"), "the runner's parent is the actor"
+    killed_at: list[float] = []
+
+    async def during(i: int) -> None:
+        if i == 100:
+            os.kill(actor_pid, signal.SIGKILL)
+            killed_at.append(time.monotonic())
+        await asyncio.sleep(0.005)
+
+    result = asyncio.run(p.load("echo", "echo", 600, concurrency=4, during=during))
+    assert result.failed == []
+    assert result.ok == 600
+    again = p.wait_ready("echo", 2, timeout=30, exclude_pids={victim["pid"]})
+    replaced = time.monotonic() - killed_at[0]
+    restarted = {r["id"]: r for r in again}.get(victim["id"])
+    if restarted is not None:               # restarted in place, as a local replica is
+        assert restarted["pid"] != victim["pid"]
+        assert restarted["restarts"] >= 1, restarted
+    deadline = time.monotonic() + 30
+    while not gone(victim["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gone(victim["pid"]), "the runner died with its actor"
+    print(f"killed replica actor: replaced within {replaced:.1f}s of the kill, "
+          f"{result.ok} requests, 0 failed")
 
 
 def test_cordon_and_drain_move_replicas_without_failures(platform: RunningPlatform,

@@ -2,13 +2,16 @@
 
 One ``ray.cluster_utils.Cluster`` per module: a head labelled ``tier=datacenter`` and one
 worker labelled ``tier=edge``, both on 127.0.0.1. The task SDK example as users write it,
-an ``edge`` task landing on the edge node, and an index that fails once and is retried;
-nothing of leptonic is left on the cluster after each platform stops.
+an ``edge`` task landing on the edge node, an index that fails once and is retried, a
+deadline, kill -9 of a running attempt's command (retried), and kill -9 of the control
+plane mid-job (the job completes, each index done once); nothing of leptonic is left on
+the cluster after each platform stops.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,10 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.e2e.harness import RunningPlatform, running_platform
-from tests.e2e.test_jobs import SDK_EXAMPLE, attempts, wait_job
+from tests.e2e.test_jobs import SDK_EXAMPLE, _user_pids, attempts, wait_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -134,3 +138,53 @@ def test_an_index_failing_once_is_retried_on_ray(platform: RunningPlatform,
     p.cli("job", "output", "idx", "--dest", str(tmp_path / "o"))
     assert sorted((tmp_path / "o" / str(i) / "i.txt").read_text() for i in range(3)) == \
         ["0\n", "1\n", "2\n"]
+
+
+def test_a_deadline_ends_the_job_and_its_command_on_ray(platform: RunningPlatform) -> None:
+    p = platform
+    p.cli("job", "create", "--name", "slow", "--deadline", "2", "--cpu", "0.5",
+          "--command", "sleep 37")
+    job = wait_job(p, "slow", timeout=30)
+    assert (job["status"]["phase"], job["status"]["reason"]) == ("Failed",
+                                                                 "DeadlineExceeded")
+    deadline = time.monotonic() + 15        # the actor's command is killed with it
+    while [ps for ps in psutil.process_iter(["cmdline"])
+           if ps.info["cmdline"] == ["sleep", "37"]]:
+        assert time.monotonic() < deadline, "the command outlived its deadline"
+        time.sleep(0.2)
+
+
+def test_kill_9_of_an_attempt_is_retried_on_ray(platform: RunningPlatform) -> None:
+    p = platform
+    p.cli("job", "create", "--name", "k", "--backoff", "0.2", "--cpu", "0.5", "--command",
+          'if [ "$LEPTONIC_ATTEMPT" = 1 ]; then sleep 43; fi; echo ok')
+    deadline = time.monotonic() + 60
+    while not (pids := _user_pids("43")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids, p.read_log()[-3000:]
+    os.kill(pids[0], signal.SIGKILL)
+    job = wait_job(p, "k")
+    assert job["status"]["phase"] == "Succeeded", job["status"]
+    states = [(a["number"], a["state"], a["reason"]) for a in attempts(p, "k")]
+    assert [st[:2] for st in states] == [(1, "failed"), (2, "succeeded")], states
+
+
+def test_kill_9_of_the_control_plane_mid_job_on_ray(platform: RunningPlatform) -> None:
+    p = platform
+    p.cli("job", "create", "--name", "long", "--completions", "3", "--parallelism", "1",
+          "--cpu", "0.5", "--command",
+          "sleep 2; echo $JOB_COMPLETION_INDEX > $LEPTONIC_OUTPUT_DIR/o")
+    deadline = time.monotonic() + 60
+    while not [a for a in attempts(p, "long") if a["state"] == "running" and a["pid"]]:
+        assert time.monotonic() < deadline, p.read_log()[-3000:]
+        time.sleep(0.05)
+    p.kill9()
+    time.sleep(1.0)
+    p.start()
+    job = wait_job(p, "long", timeout=120)
+    assert job["status"]["phase"] == "Succeeded", job["status"]
+    tries = attempts(p, "long")
+    # each index done once: the running attempt's actor was adopted, not run again
+    assert sorted((a["index"], a["state"]) for a in tries) == [
+        (0, "succeeded"), (1, "succeeded"), (2, "succeeded")], tries
+    assert "adopted attempt" in p.read_log()
