@@ -12,10 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import age, clock, console, fields, show, table
 from leptonic.cli.deployment import EnvOpt, parse_env, resources_text
+from leptonic.cli.rollout import labels
 from leptonic.client import Client
 from leptonic.client.jobs import extract_output
 from leptonic.core.jobs import attempt_placement, attempt_resources
-from leptonic.core.models import Job, JobAttempt
+from leptonic.core.models import Job, JobAttempt, Tier
 
 app = typer.Typer(help="Batch jobs: a command in a code folder, or a photon's handler over "
                        "inputs, run to completion with retries.", no_args_is_help=True)
@@ -126,6 +127,12 @@ def create(
     memory: Annotated[int | None, typer.Option("--memory", help="MiB.",
                                                show_default=False)] = None,
     gpu: Annotated[float | None, typer.Option("--gpu", show_default=False)] = None,
+    tier: Annotated[Tier | None, typer.Option(
+        "--tier", help="Only nodes of this tier (default: the --type's: computation on "
+                       "datacenter, edge on edge nodes).", show_default=False)] = None,
+    node_selector: Annotated[list[str] | None, typer.Option(
+        "--node-selector", metavar="KEY=VALUE", show_default=False,
+        help="Only nodes with this label (repeatable), as for deployments.")] = None,
     env: EnvOpt = None,
     secret: Annotated[list[str] | None, typer.Option(
         "--secret", help="A secret given to the attempts as an env variable (repeatable).",
@@ -143,13 +150,19 @@ def create(
     opts = options(ctx, output, url, token)
     resources = {k: v for k, v in (("cpu", cpu), ("memory_mb", memory), ("gpu", gpu))
                  if v is not None}
+    placement: dict[str, object] = {}
+    if tier is not None:
+        placement["tier"] = tier.value
+    if (selector := labels(node_selector or [])) is not None:
+        placement["node_selector"] = selector
     with connect(opts) as client:
         job = client.create_job(
             name, command=command, path=path, photon=photon, handler=handler, inputs=inputs,
             env=parse_env(env), secrets=secret or (), type=job_type, scale=scale,
             completions=completions, parallelism=parallelism, max_retries=max_retries,
             backoff_s=backoff, deadline_s=deadline, ttl_after_finished_s=ttl,
-            priority=priority, resources=resources or None, max_output_mb=max_output_mb)
+            priority=priority, resources=resources or None, max_output_mb=max_output_mb,
+            placement=placement or None)
         if wait:
             job = _wait(client, opts, name, timeout)
     show(opts, job, job_fields)

@@ -204,6 +204,15 @@ def test_cli_create_list_get_logs_output_cancel_delete(cli: Any, api: TestClient
     one_line_error(cli("job", "create", "--name", "bad", "--command", "x", "--type", "gpu"),
                    "computation")
     one_line_error(cli("job", "create", "--name", "bad"), "command")
+    # tier and node selector as for deployments
+    placed = ok_json(cli("job", "create", "--name", "pj", "--command", "true", "--tier",
+                         "edge", "--node-selector", "zone=a", "--output", "json"))
+    assert placed["spec"]["placement"]["tier"] == "edge"
+    assert placed["spec"]["placement"]["node_selector"] == {"zone": "a"}
+    ok_json(cli("job", "delete", "pj", "--output", "json"))
+    bad = cli("job", "create", "--name", "bad", "--command", "x", "--node-selector", "zone")
+    assert bad.exit_code != 0
+    assert "KEY=VALUE" in bad.stderr + bad.stdout
     one_line_error(cli("job", "logs", "cj", "--index", "7"), "index 7")
     ok_json(cli("job", "delete", "cj", "--output", "json"))
     wait_for(lambda: api.get("/api/v1/jobs/cj").status_code == 404)
