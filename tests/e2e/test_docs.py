@@ -5,7 +5,10 @@ each in a fresh ``bash -euo pipefail`` or interpreter, in one scratch folder per
 HTML comment on the line before a block says how: none (on its own), ``<!-- docs:
 platform -->`` (against a real ``leptonic up`` started for the page), ``<!-- docs:
 background -->`` (a server, stopped when the page is done), ``<!-- docs: file NAME -->``
-(written to NAME in the folder, for the next blocks), ``<!-- docs: skip REASON -->``.
+(written to NAME in the folder, for the next blocks), ``<!-- docs: ray -->`` (like
+platform, but the page's ``leptonic up --runtime ray`` joins a local Ray cluster made for
+the page: a head labelled ``tier=datacenter`` and a node ``edge-1`` labelled ``tier=edge,
+zone=a``, all on 127.0.0.1), ``<!-- docs: skip REASON -->``.
 
 The pages talk to the platform a reader starts with ``make up``: ``localhost:8080`` (or
 ``127.0.0.1:8080``) with its data dir in ``~/.leptonic``. For a page's platform, ``HOME``
@@ -43,7 +46,7 @@ class Block:
     page: str
     line: int
     lang: str
-    mode: str           # run | platform | background | skip
+    mode: str           # run | platform | ray | background | file | skip
     reason: str
     code: str
 
@@ -78,7 +81,7 @@ def pages() -> list[Path]:
 def test_every_block_is_run_or_skipped_with_a_reason() -> None:
     for page in pages():
         for b in blocks(page):
-            assert b.mode in ("run", "platform", "background", "file", "skip"), b
+            assert b.mode in ("run", "platform", "ray", "background", "file", "skip"), b
             if b.mode == "file":
                 assert b.reason, f"{b.page}:{b.line}: docs: file needs the file's name"
             if b.mode == "skip":
@@ -106,14 +109,28 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     background: list[subprocess.Popen[bytes]] = []
     logs: list[Any] = []
     platform_cm = None
+    cluster = None
     try:
-        if any(b.mode == "platform" for b in page_blocks):
+        on_ray = any(b.mode == "ray" for b in page_blocks)
+        assert not (on_ray and any(b.mode == "platform" for b in page_blocks)), \
+            f"{page}: platform and ray blocks on one page"
+        if on_ray:
+            cluster, ray_env = _ray_cluster()
+            env.update(ray_env)
+            platform_cm = running_platform(home / ".leptonic", ray_env, [
+                "--runtime", "ray", "--ray-address", cluster.address])
+            p = platform_cm.__enter__()
+            _wait_for_nodes(p, 2)
+            env.update(LEPTONIC_URL=p.url, LEPTONIC_TOKEN=p.token, TOKEN=p.token)
+            address = p.url.split("://", 1)[1].rstrip("/")
+        elif any(b.mode == "platform" for b in page_blocks):
             platform_cm = running_platform(home / ".leptonic")
             p = platform_cm.__enter__()
             env.update(LEPTONIC_URL=p.url, LEPTONIC_TOKEN=p.token, TOKEN=p.token)
             address = p.url.split("://", 1)[1].rstrip("/")
         for b in page_blocks:
-            code = _DEFAULT_ADDRESS.sub(address, b.code) if b.mode == "platform" else b.code
+            code = _DEFAULT_ADDRESS.sub(address, b.code) if b.mode in ("platform", "ray") \
+                else b.code
             argv = ([sys.executable, "-c", code] if b.lang == "python"
                     else ["bash", "-euo", "pipefail", "-c", code])
             if b.mode == "file":
@@ -141,4 +158,37 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
             log.close()
         if platform_cm is not None:
             platform_cm.__exit__(None, None, None)
+        if cluster is not None:
+            cluster.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+
+
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def _ray_cluster() -> tuple[Any, dict[str, str]]:
+    """A local Ray cluster for a page: head ``tier=datacenter``, node ``edge-1``."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    del ray
+    os.environ.update(RAY_ENV)
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "labels": {"tier": "datacenter", "name": "dc-1"},
+        "node_ip_address": "127.0.0.1"})
+    cluster.add_node(num_cpus=2, labels={"tier": "edge", "zone": "a", "name": "edge-1"},
+                     node_ip_address="127.0.0.1")
+    return cluster, dict(RAY_ENV)
+
+
+def _wait_for_nodes(p: Any, want: int, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = [n for n in p.api("GET", "/nodes").json() if n["status"] == "Ready"]
+        if len(ready) >= want:
+            assert {n["address"] for n in ready} == {"127.0.0.1"}, ready
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not {want} ready nodes: {p.api('GET', '/nodes').text}")
