@@ -229,6 +229,12 @@ def test_public_and_scoped_deployment_access(api: TestClient, anon: TestClient,
                                           "replicas": 0, "public": True})
     api.post("/api/v1/deployments", json={"name": "closed", "photon": "builtin:echo",
                                           "replicas": 0})
+    # "public" travels with the route table the controller publishes (the gateway's loop
+    # never reads the store for it): wait for the first table with both
+    deadline = time.monotonic() + 10
+    while platform.routes.route("open") is None or platform.routes.route("closed") is None:
+        assert time.monotonic() < deadline, "the routes were never published"
+        time.sleep(0.02)
     v = platform.verifier
     assert v.authorize_run(None, "open") is True
     assert v.authorize_run(None, "closed") is False
