@@ -150,6 +150,8 @@ def test_deploy_and_call_through_gateway_clients_and_cli(
     while p.api("GET", "/deployments/echo").status_code != 404:
         assert time.monotonic() < deadline, "the deployment was never removed"
         time.sleep(0.1)
+    while p.runner_pids() and time.monotonic() < deadline:   # exiting: a moment later
+        time.sleep(0.1)
     assert p.runner_pids() == set()
     res = p.cli("deployment", "get", "echo", check=False)
     assert res.returncode == 1

@@ -62,7 +62,11 @@ def test_update_rolls_out_and_rollback_goes_back(api: TestClient) -> None:
     ro = wait(api, "svc", lambda ro: ro["status"]["id"] == 1 and phase(ro) == "Succeeded")
     assert ro["status"]["strategy"]["type"] == "rolling"
     assert ro["status"]["target"]["spec"]["env"] == {"V": "2"}
-    d = api.get("/api/v1/deployments/svc").json()
+    # the deployment's status is written after the rollout's, by the next tick
+    deadline = time.monotonic() + 10
+    while (d := api.get("/api/v1/deployments/svc").json())["status"]["rollout"] != \
+            "Succeeded" and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert d["status"]["rollout"] == "Succeeded"
     reps = api.get("/api/v1/deployments/svc/replicas").json()
     assert {r["generation"] for r in reps} == {d["status"]["template_generation"]}
