@@ -209,9 +209,8 @@ class TokenVerifier:
         if not token:
             return None
         now = time.monotonic()
-        digest = hash_token(token) if len(token) <= 256 else ""
-        hit = self._cache.get(digest)
-        if hit is not None and hit[1] > now and hit[2] == self._generation:
+        digest, hit, fresh = self._lookup(token, now)
+        if fresh:
             return _unexpired(hit[0])
         if client is not None and hit is None:
             wait = self.failures.retry_after(client, now)
@@ -246,13 +245,20 @@ class TokenVerifier:
         if not token:
             return True
         now = time.monotonic()
-        digest = hash_token(token) if len(token) <= 256 else ""
-        hit = self._cache.get(digest)
-        if hit is not None and hit[1] > now and hit[2] == self._generation:
+        digest, hit, fresh = self._lookup(token, now)
+        if fresh:
             return True
         if client is not None and hit is None and self.failures.retry_after(client, now):
             return True
         return not digest or not could_exist(token) or self._known_bad(digest, now)
+
+    def _lookup(self, token: str, now: float) -> tuple[str, Any, bool]:
+        """``token``'s digest ("" if too long to be one), its cache entry, and whether
+        that entry is fresh: the steps :meth:`authenticate` and
+        :meth:`answers_from_memory` share."""
+        digest = hash_token(token) if len(token) <= 256 else ""
+        hit = self._cache.get(digest)
+        return digest, hit, hit is not None and hit[1] > now and hit[2] == self._generation
 
     def fresh(self, token: str) -> Principal | None:
         """The principal of ``token`` if this verifier has it cached and fresh, else None
