@@ -92,7 +92,8 @@ class Platform:
 
             # every control plane on this store marks its actors alike (HA across hosts)
             mark = "lep-" + hashlib.sha256(s.db_url.encode()).hexdigest()[:10]
-            return RayBackend(self.layout, address=s.ray_address, owner_mark=mark)
+            return RayBackend(self.layout, address=s.ray_address, owner_mark=mark,
+                              isolation=lambda: self.isolation)
         if s.runtime != "local":
             raise InvalidInput(f"unknown runtime {s.runtime!r}; use local or ray")
         return LocalBackend(self.layout, host="127.0.0.1", isolation=lambda: self.isolation)
@@ -264,9 +265,10 @@ def run_platform(settings: Settings) -> None:
             log.error("%s", exc.detail)
             raise SystemExit(1) from exc
     if settings.runtime == "ray":
-        log.warning("runtime: ray: replicas run as actors on the cluster's nodes, as the user "
-                    "of Ray's workers; the uid and sandbox isolation above applies to "
-                    "inspection here, not on the Ray nodes")
+        log.info("runtime: ray: each node's actors isolate replicas and job attempts as "
+                 "above where they can (their own uid where Ray's workers run as root, the "
+                 "sandbox where bubblewrap is installed there); a node that can do neither "
+                 "fails the replica with the reason")
     token = ensure_admin_token(platform.store, layout)
     if token:
         log.info("created the admin token; it is in %s (mode 0600)", layout.admin_token)

@@ -127,7 +127,7 @@ class Isolation:
     def __init__(self, data_dir: Path, *, mode: str = "auto", work_root: Path | None = None,
                  run_as: str | None = None,
                  allocate_uid: Callable[[str], int] | None = None,
-                 bwrap: str | bool | None = True) -> None:
+                 bwrap: str | bool | None = True, inspect: bool = True) -> None:
         if mode not in MODES:
             raise InvalidInput(f"unknown isolation {mode!r}; use one of {', '.join(MODES)}")
         self.data_dir = Path(data_dir).resolve()
@@ -164,7 +164,7 @@ class Isolation:
                     raise InvalidInput("--run-as must name an unprivileged user, not root")
                 self.fixed = (pw.pw_uid, pw.pw_gid, run_as)
                 self.inspect_ids = (pw.pw_uid, pw.pw_gid)
-            else:
+            elif inspect:           # a Ray node runs no inspection: no system user there
                 self.inspect_ids = ensure_system_user()
             self.uids = True
             if self.sandbox and not self.setpriv:
@@ -183,12 +183,22 @@ class Isolation:
                 "--isolation none to run photons with the platform's own rights")
         # the platform's umask (077) would make missing parents (e.g. /var/lib/leptonic)
         # closed to the uids user code runs as: each one created here gets the mode too
-        mode = 0o711 if self.uids else 0o700
+        dir_mode = 0o711 if self.uids else 0o700
         for path in reversed([self.work_root, *self.work_root.parents]):
             if not path.exists():
                 path.mkdir(exist_ok=True)
-                os.chmod(path, mode)
-        os.chmod(self.work_root, mode)
+                os.chmod(path, dir_mode)
+        os.chmod(self.work_root, dir_mode)
+
+    def node_spec(self, owner: str) -> dict[str, object]:
+        """What a Ray actor needs to isolate ``owner``'s process on its node the same way
+        (:func:`on_node`): the mode, the data dir to hide, the uid or ``--run-as`` user."""
+        uid = None
+        if self.uids and not self.fixed:
+            ids = self.ids_for(owner)
+            uid = ids[0] if ids else None
+        return {"mode": self.mode, "data_dir": str(self.data_dir), "uid": uid,
+                "run_as": self.fixed[2] if self.fixed else None}
 
     def describe(self) -> str:
         """One line for ``leptonic up``'s log: which isolation is active."""
@@ -300,7 +310,10 @@ class Isolation:
                 if parent.is_relative_to(top) and parent != top:
                     args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", str(p), str(p)]
-        args += ["--tmpfs", str(self.data_dir), "--tmpfs", str(self.work_root),
+        # on a Ray node the platform's data dir may not exist: nothing there to hide
+        if self.data_dir.exists():
+            args += ["--tmpfs", str(self.data_dir)]
+        args += ["--tmpfs", str(self.work_root),
                  "--dir", str(wd), "--ro-bind", str(bundle), str(bundle),
                  "--bind", str(home), str(home),
                  *(["--bind", str(output), str(output)] if output is not None else []),
@@ -316,6 +329,22 @@ class Isolation:
         return [*args, "--", self.setpriv, f"--reuid={uid}", f"--regid={gid}",
                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
                 "--"]
+
+
+def on_node(spec: Mapping[str, object]) -> Isolation:
+    """The isolation a Ray actor applies on its node, as the control plane decided it
+    (:meth:`Isolation.node_spec`): the same mode, the platform's data dir hidden where it
+    exists on this node, and the uid the control plane allocated for the owner (used when
+    Ray's workers run as root here; otherwise the sandbox's user namespace)."""
+    uid = spec.get("uid")
+    run_as = spec.get("run_as")
+
+    def allocate(_owner: str) -> int:     # only asked where Ray's workers run as root
+        return int(str(uid)) if uid is not None else ensure_system_user()[0]
+
+    return Isolation(Path(str(spec["data_dir"])), mode=str(spec.get("mode") or "auto"),
+                     run_as=str(run_as) if run_as else None, allocate_uid=allocate,
+                     inspect=False)
 
 
 def _needed_paths() -> list[Path]:

@@ -29,6 +29,7 @@ import socket
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from leptonic.core.models import Node
 from leptonic.errors import BackendError
 from leptonic.observe.logs import tail_file
 from leptonic.runtime.base import ProcessState, ReplicaHandle, ReplicaLaunch
+from leptonic.runtime.isolation import Isolation
 from leptonic.runtime.ray_jobs import JOB_PREFIX, RayAttemptsMixin
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,10 @@ class RayBackend(RayAttemptsMixin):
     name = "ray"
 
     def __init__(self, layout: DataDir, *, address: str | None = None,
-                 owner_mark: str = "leptonic") -> None:
+                 owner_mark: str = "leptonic",
+                 isolation: Callable[[], Isolation] | None = None) -> None:
         self.layout = layout
+        self._isolation = isolation
         self.address = address
         self.mark = owner_mark
         self._actors: dict[str, _Actor] = {}
@@ -98,6 +102,15 @@ class RayBackend(RayAttemptsMixin):
         self._lock = threading.Lock()
         self._ship: asyncio.Task[None] | None = None
         self.ray: Any = None
+
+    def isolation_spec(self, owner: str) -> dict[str, Any]:
+        """How the actor isolates ``owner``'s process on its node
+        (:func:`leptonic.runtime.isolation.on_node`): the platform's isolation mode, its
+        data dir, the uid allocated for ``owner``. Calls the store: not on the loop."""
+        if self._isolation is None:
+            return {"mode": "auto", "data_dir": str(self.layout.root), "uid": None,
+                    "run_as": None}
+        return self._isolation().node_spec(owner)
 
     # -- connection --------------------------------------------------------------------------
     def connect(self) -> None:
@@ -201,7 +214,8 @@ class RayBackend(RayAttemptsMixin):
             options["memory"] = launch.memory_request_mb * 2**20
         run = {"handler_timeout_s": launch.handler_timeout_s,
                "max_concurrency": launch.max_concurrency, "debug_errors": launch.debug_errors,
-               "open_files": launch.open_files}
+               "open_files": launch.open_files, "processes": launch.processes,
+               "isolation": await asyncio.to_thread(self.isolation_spec, launch.deployment)}
         try:
             handle = ray.remote(ReplicaActor).options(**options).remote(
                 launch.replica_id, launch.deployment, launch.entry, bundle, dict(launch.env),

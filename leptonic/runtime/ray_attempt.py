@@ -1,8 +1,10 @@
 """The attempt actor of the Ray runtime: one job attempt, run to its end on its node.
 
-The actor unpacks the code folder it was handed through the object store into a folder of
-its own on its node (``work/``, the attempt's cwd), gives it an empty ``output/`` folder
-(``LEPTONIC_OUTPUT_DIR``) and runs the command (``/bin/sh -c``, or the photon job worker)
+The actor unpacks the code folder it was handed through the object store on its node, and,
+isolated as the replicas are (:mod:`leptonic.runtime.isolation`: its own uid where Ray's
+workers are root, a sandbox where bubblewrap is installed), copies it into a work dir of
+its own (the attempt's cwd), gives it an empty ``output/`` folder (``LEPTONIC_OUTPUT_DIR``)
+and runs the command (``/bin/sh -c``, or the photon job worker)
 as a child the kernel kills when the actor's process ends (``PR_SET_PDEATHSIG``, through
 ``leptonic.runtime.ray_replica``), in a session of its own so one ``killpg`` stops all of
 it. It keeps the exit code and the output after the command ends, until the control plane
@@ -37,31 +39,23 @@ class AttemptActor:
     """One attempt. Created detached and named, so a restarted control plane finds it."""
 
     def __init__(self, attempt_id: str, argv: list[str], bundle: bytes | None,
-                 inputs: bytes | None, env: dict[str, str], memory_mb: int | None) -> None:
+                 inputs: bytes | None, env: dict[str, str], memory_mb: int | None,
+                 isolation: dict[str, Any] | None = None) -> None:
         self.attempt_id = attempt_id
         self.root = Path(tempfile.mkdtemp(prefix=f"leptonic-{attempt_id}-"))
         self.log_path = self.root / "attempt.log"
-        self.work = self.root / "work"
-        self.work.mkdir()
+        self.staged: Path | None = None
         if bundle is not None:
             from leptonic.store.artifacts import extract_bundle
 
-            extract_bundle(io.BytesIO(bundle), self.work, max_bytes=1 << 31)
-        self.output = self.root / "output"
-        self.output.mkdir(mode=0o700)
-        home = self.root / "home"
-        home.mkdir()
-        inputs_path = home / "inputs.jsonl"
-        if inputs is not None:
-            inputs_path.write_bytes(inputs)
-        python_bin = str(Path(sys.executable).parent)
-        base = {k: os.environ[k] for k in ("LANG", "LC_ALL", "PYTHONPATH", "TZ")
-                if k in os.environ}
-        self.env = {**base, **env, "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
-                    "HOME": str(home), "TMPDIR": str(home), "PYTHONUNBUFFERED": "1",
-                    "LEPTONIC_OUTPUT_DIR": str(self.output)}
-        if inputs is not None:
-            self.env["LEPTONIC_INPUTS"] = str(inputs_path)
+            self.staged = self.root / "bundle"
+            self.staged.mkdir()
+            extract_bundle(io.BytesIO(bundle), self.staged, max_bytes=1 << 31)
+        self.inputs = inputs
+        self.spec = isolation or {"mode": "auto", "data_dir": "/nonexistent"}
+        self.iso: Any = None
+        self.output = self.root / "output"      # the work dir's, once prepared
+        self.user_env = dict(env)
         self.argv = [sys.executable if a == "{python}" else a for a in argv]
         self.memory_mb = memory_mb
         self.proc: subprocess.Popen[bytes] | None = None
@@ -73,13 +67,45 @@ class AttemptActor:
     async def start(self) -> int:
         """Start the command; its pid. Forked on the actor's loop thread, which lives as
         long as the actor (``PR_SET_PDEATHSIG`` is tied to the forking thread)."""
+        prepared = await asyncio.to_thread(self._prepare)
         self._line(f"--- leptonic: starting attempt {self.attempt_id} "
-                   f"(ray actor pid {os.getpid()})")
+                   f"(ray actor pid {os.getpid()}, {self.iso.describe()})")
         self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-            [sys.executable, "-m", "leptonic.runtime.ray_replica", "--", *self.argv],
+            [sys.executable, "-m", "leptonic.runtime.ray_replica", "--", *prepared.argv],
             stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.env, cwd=str(self.work), start_new_session=True, umask=0o077)
+            env=prepared.env, cwd=prepared.cwd, start_new_session=True, close_fds=True,
+            user=prepared.user, group=prepared.group,
+            extra_groups=[] if prepared.user is not None else None, umask=0o077)
         return self.proc.pid
+
+    def _prepare(self) -> Any:
+        """Isolate the command on this node as the control plane asked (as the replicas
+        are): a work dir of its own with the code (its cwd), ``home/`` and an empty
+        ``output/`` only it can write, a clean environment."""
+        from leptonic.runtime.isolation import on_node
+
+        try:
+            self.iso = on_node(self.spec)
+        except Exception as exc:            # one line back to the control plane
+            detail = getattr(exc, "detail", None) or str(exc)
+            raise RuntimeError(f"cannot isolate the attempt on this node: {detail}") from exc
+        key = self.attempt_id
+        wd = self.iso.work_root / key
+        env = {**self.user_env, "LEPTONIC_OUTPUT_DIR": str(wd / "output")}
+        inputs_path = wd / "home" / "inputs.jsonl"
+        if self.inputs is not None:
+            env["LEPTONIC_INPUTS"] = str(inputs_path)
+        prepared = self.iso.prepare(key, "job", self.argv, env, self.staged,
+                                    die_with_parent=True, output=True)
+        # `python` in a command is the node's leptonic Python (with what it has installed)
+        python_bin = str(Path(sys.executable).parent)
+        prepared.env["PATH"] = f"{python_bin}:{prepared.env.get('PATH', '')}"
+        self.output = wd / "output"
+        if self.inputs is not None:
+            inputs_path.write_bytes(self.inputs)
+            if prepared.run_uid is not None:
+                os.chown(inputs_path, prepared.run_uid, prepared.run_uid)
+        return prepared
 
     async def wait(self) -> dict[str, Any]:
         """Returns when the command ends (killed past its memory limit: OOMKilled); a
@@ -123,6 +149,8 @@ class AttemptActor:
         await self.stop(1.0)
         self._out.close()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.iso is not None:
+            await asyncio.to_thread(self.iso.release, self.attempt_id, force=True)
 
     def output_tar(self, max_bytes: int) -> tuple[int, int, bytes | None]:
         """The output folder's regular files (never a link) as one tar: (files, bytes,

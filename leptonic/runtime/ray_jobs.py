@@ -50,6 +50,7 @@ class RayAttemptsMixin:
     _node_alive: Callable[[str], bool]
     _bundle_ref: Callable[[str | None], Any]
     _pull_log: Callable[[Any], Any]
+    isolation_spec: Callable[[str], dict[str, Any]]
 
     def attempt_actor_name(self, attempt_id: str) -> str:
         return f"{self.mark}.{JOB_PREFIX}{attempt_id}"
@@ -85,10 +86,12 @@ class RayAttemptsMixin:
             options["memory"] = launch.memory_request_mb * 2**20
         log_path = self.attempt_log_path(launch.attempt_id)
         log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        isolation = await asyncio.to_thread(self.isolation_spec, f"job:{launch.job}")
         handle = None
         try:
             handle = ray.remote(AttemptActor).options(**options).remote(
-                launch.attempt_id, argv, bundle, launch.inputs, env, launch.memory_mb)
+                launch.attempt_id, argv, bundle, launch.inputs, env, launch.memory_mb,
+                isolation)
             pid = await asyncio.wait_for(_aref(handle.start.remote()), START_TIMEOUT_S)
         except Exception as exc:
             if handle is not None:

@@ -52,16 +52,10 @@ class ReplicaActor:
             self.bundle_dir = self.root / "bundle"
             self.bundle_dir.mkdir()
             extract_bundle(io.BytesIO(bundle), self.bundle_dir, max_bytes=1 << 31)
-        home = self.root / "home"
-        home.mkdir()
-        # the replica's own environment, before any of its code is imported
-        for key in [k for k in os.environ if k.startswith("LEPTONIC_")]:
-            del os.environ[key]
-        os.environ.update(env)
-        os.environ.update({"LEPTONIC_REPLICA_ID": replica_id,
-                           "LEPTONIC_DEPLOYMENT": deployment, "HOME": str(home),
-                           "TMPDIR": str(home), "PYTHONUNBUFFERED": "1"})
+        self.env = {**env, "LEPTONIC_REPLICA_ID": replica_id, "LEPTONIC_DEPLOYMENT": deployment}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.runner_pid: int | None = None
+        self.iso: Any = None
         self._out = self.log_path.open("ab", buffering=0)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -74,26 +68,27 @@ class ReplicaActor:
         goes, so does the replica."""
         opts = self.options
         port = _free_port(self.host)
-        cmd = [sys.executable, "-m", "leptonic.runtime.ray_replica", "--",
-               sys.executable, "-m", "leptonic.photon.runner", "--entry", self.entry,
-               "--host", self.host, "--port", str(port), "--replica-id", self.replica_id]
-        if self.bundle_dir is not None:
-            cmd += ["--bundle", str(self.bundle_dir)]
+        runner = [sys.executable, "-m", "leptonic.photon.runner", "--entry", self.entry,
+                  "--host", self.host, "--port", str(port), "--replica-id", self.replica_id]
         for flag, key in (("--handler-timeout", "handler_timeout_s"),
                           ("--max-concurrency", "max_concurrency"),
-                          ("--limit-open-files", "open_files")):
+                          ("--limit-open-files", "open_files"),
+                          ("--limit-processes", "processes")):
             if opts.get(key):
-                cmd += [flag, str(opts[key])]
+                runner += [flag, str(opts[key])]
         if opts.get("debug_errors"):
-            cmd.append("--debug-errors")
+            runner.append("--debug-errors")
+        prepared = await asyncio.to_thread(self._prepare, runner)
         self._line(f"--- leptonic: starting replica {self.replica_id} on {self.host}:{port} "
-                   f"(ray actor pid {os.getpid()})")
+                   f"(ray actor pid {os.getpid()}, {self.iso.describe()})")
         # forked on the actor's own loop thread, which lives as long as the actor: the
         # kernel ties PR_SET_PDEATHSIG to the forking thread, not to the process
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,  # noqa: ASYNC220
-                                     stdin=subprocess.DEVNULL, env=dict(os.environ),
-                                     cwd=str(self.bundle_dir or self.root / "home"),
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+            [sys.executable, "-m", "leptonic.runtime.ray_replica", "--", *prepared.argv],
+            stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=prepared.env, cwd=prepared.cwd, start_new_session=True, close_fds=True,
+            user=prepared.user, group=prepared.group,
+            extra_groups=[] if prepared.user is not None else None, umask=0o077)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -104,7 +99,28 @@ class ReplicaActor:
                     break
             except OSError:
                 await asyncio.sleep(0.02)
-        return {"port": port, "pid": self.proc.pid, "host": self.host}
+        if prepared.argv[0] != runner[0]:          # in a sandbox: the runner is a grandchild
+            from leptonic.runtime.local import _runner_pid
+
+            self.runner_pid = await asyncio.to_thread(_runner_pid, self.proc)
+        return {"port": port, "pid": self.pid(), "host": self.host,
+                "uid": prepared.run_uid}
+
+    def _prepare(self, runner: list[str]) -> Any:
+        """Isolate the runner on this node as the control plane asked (own uid where Ray's
+        workers are root, a bubblewrap sandbox where installed: the platform's data dir
+        hidden, the bundle read-only, a clean environment, no Ray or leptonic settings);
+        the bundle copy in the work dir is its cwd."""
+        from leptonic.runtime.isolation import on_node
+
+        spec = self.options.get("isolation") or {"mode": "auto", "data_dir": "/nonexistent"}
+        try:
+            self.iso = on_node(spec)
+        except Exception as exc:            # one line back to the control plane
+            detail = getattr(exc, "detail", None) or str(exc)
+            raise RuntimeError(f"cannot isolate the replica on this node: {detail}") from exc
+        return self.iso.prepare(self.replica_id, self.deployment, runner, self.env,
+                                self.bundle_dir, die_with_parent=True)
 
     async def wait(self) -> str:
         """Returns when the runner exits; a control plane keeps one call outstanding to
@@ -124,8 +140,13 @@ class ReplicaActor:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
         shutil.rmtree(self.root / "bundle", ignore_errors=True)
+        if self.iso is not None:
+            await asyncio.to_thread(self.iso.release, self.replica_id)
 
     def pid(self) -> int:
+        """The runner's pid (inside a sandbox, the grandchild that runs the photon)."""
+        if self.runner_pid is not None:
+            return self.runner_pid
         return self.proc.pid if self.proc is not None else os.getpid()
 
     def exit_code(self) -> int | None:

@@ -5,7 +5,9 @@ only, within the size limit."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+from pathlib import Path
 
 from leptonic.runtime.ray_attempt import AttemptActor
 
@@ -45,3 +47,38 @@ async def test_stop_ends_the_whole_session() -> None:
     assert status["exit_code"] is not None
     assert status["exit_code"] < 0
     await actor.release()
+
+
+async def test_an_attempt_is_isolated_from_the_platform_data_dir(tmp_path: Path) -> None:
+    """As the control plane asks (:meth:`Isolation.node_spec`): the platform's data dir is
+    out of reach, the environment holds only the attempt's own, and as root the command
+    runs under the uid the control plane allocated."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "admin-token").write_text("platform-secret")
+    (data / "admin-token").chmod(0o600)
+    os.environ["LEPTONIC_SECRET_SETTING"] = "do-not-pass"
+    try:
+        actor = AttemptActor(
+            "j-2-1-abcd", ["/bin/sh", "-c", f'id -u; cat {data}/admin-token || echo denied; '
+                           'env; echo -n ok > "$LEPTONIC_OUTPUT_DIR/o.txt"'],
+            None, None, {"MINE": "yes"}, None,
+            {"mode": "auto", "data_dir": str(data), "uid": 61999, "run_as": None})
+        await actor.start()
+        status = await actor.wait()
+    finally:
+        del os.environ["LEPTONIC_SECRET_SETTING"]
+    _, raw = actor.read_log(0)
+    log = raw.decode()
+    assert status["exit_code"] == 0, log
+    assert "platform-secret" not in log
+    assert "denied" in log
+    assert "MINE=yes" in log
+    assert "LEPTONIC_SECRET_SETTING" not in log
+    if os.geteuid() == 0:
+        assert "\n61999\n" in log
+    assert actor.output_tar(1 << 20)[:2] == (1, 2)     # its output came back all the same
+    work = actor.iso.work_root / "j-2-1-abcd"
+    assert work.exists()
+    await actor.release()
+    assert not work.exists()
