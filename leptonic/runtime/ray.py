@@ -95,6 +95,7 @@ class RayBackend(RayAttemptsMixin):
         self.address = address
         self.mark = owner_mark
         self._actors: dict[str, _Actor] = {}
+        self._starting: dict[str, Any] = {}        # replica id -> actor whose start() runs
         self._attempts: dict[str, _Actor] = {}
         self._releasing: set[asyncio.Task[None]] = set()
         self._bundles: dict[str, Any] = {}          # bundle dir -> ObjectRef of its tar
@@ -215,15 +216,22 @@ class RayBackend(RayAttemptsMixin):
         run = {"handler_timeout_s": launch.handler_timeout_s,
                "max_concurrency": launch.max_concurrency, "debug_errors": launch.debug_errors,
                "open_files": launch.open_files, "processes": launch.processes,
+               "memory_mb": launch.memory_mb,
                "isolation": await asyncio.to_thread(self.isolation_spec, launch.deployment)}
+        handle = None
         try:
             handle = ray.remote(ReplicaActor).options(**options).remote(
                 launch.replica_id, launch.deployment, launch.entry, bundle, dict(launch.env),
                 node.address, run)
+            self._starting[launch.replica_id] = handle
             info = await asyncio.wait_for(_aref(handle.start.remote()), 120)
+            if self._starting.pop(launch.replica_id, None) is None:
+                raise RuntimeError("stopped while it started")     # by stop or stop_all
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
+            self._starting.pop(launch.replica_id, None)
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
             raise BackendError(f"cannot start replica {launch.replica_id} on node "
                                f"{node.name}: {type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
@@ -258,6 +266,10 @@ class RayBackend(RayAttemptsMixin):
         return ref
 
     async def stop(self, replica_id: str, grace_s: float = 10.0) -> None:
+        starting = self._starting.pop(replica_id, None)
+        if starting is not None:          # its start() sees it gone and fails
+            with contextlib.suppress(Exception):
+                self._ray().kill(starting, no_restart=True)
         actor = self._actors.pop(replica_id, None)
         if actor is None:
             return
@@ -277,8 +289,10 @@ class RayBackend(RayAttemptsMixin):
         if actor is None:
             return ProcessState(replica_id, alive=False)
         if actor.ended is not None:
+            result = actor.result if isinstance(actor.result, dict) else {}
             return ProcessState(replica_id, alive=False, exit_code=None,
-                                message=actor.ended)
+                                reason=result.get("reason"),
+                                message=result.get("message") or actor.ended)
         return ProcessState(replica_id, alive=True)
 
     async def adopt(self, handle: ReplicaHandle) -> bool:
@@ -346,7 +360,8 @@ class RayBackend(RayAttemptsMixin):
             actor.log_offset = offset
 
     async def stop_all(self, grace_s: float = 10.0) -> None:
-        await asyncio.gather(*(self.stop(rid, grace_s) for rid in list(self._actors)))
+        await asyncio.gather(*(self.stop(rid, grace_s)
+                               for rid in {*self._actors, *self._starting}))
 
     async def close(self) -> None:
         """Stop watching; replicas keep running as detached actors for the next leader."""

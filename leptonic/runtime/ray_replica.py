@@ -31,6 +31,7 @@ from typing import Any
 log = logging.getLogger("leptonic.runtime.ray_replica")
 
 MAX_LOG_CHUNK = 1 << 20
+MEMORY_CHECK_S = 0.5       # how often a replica's memory is checked against its limit
 
 
 class ReplicaActor:
@@ -122,13 +123,30 @@ class ReplicaActor:
         return self.iso.prepare(self.replica_id, self.deployment, runner, self.env,
                                 self.bundle_dir, die_with_parent=True)
 
-    async def wait(self) -> str:
-        """Returns when the runner exits; a control plane keeps one call outstanding to
-        learn of the replica's end (or, raising, of the actor's)."""
-        if self.proc is None:
-            return "not started"
-        code = await asyncio.to_thread(self.proc.wait)
-        return f"exited with code {code}"
+    async def wait(self) -> dict[str, Any]:
+        """Returns when the runner exits (killed past its memory limit: reason
+        ``OOMKilled``); a control plane keeps one call outstanding to learn of the
+        replica's end (or, raising, of the actor's)."""
+        proc = self.proc
+        if proc is None:
+            return {"message": "not started", "reason": None}
+        limit = float(self.options.get("memory_mb") or 0)
+        reason = None
+        message = None
+        if not limit:
+            await asyncio.to_thread(proc.wait)
+        while proc.poll() is None:
+            used = _tree_rss_mb(proc.pid)
+            if used > limit:
+                reason = "OOMKilled"
+                message = (f"used {used:.0f} MiB of memory, over its limit of {limit:g} MiB; "
+                           "killed")
+                self._line(f"--- leptonic: replica {self.replica_id} {message}")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.sleep(MEMORY_CHECK_S)
+        return {"message": message or f"exited with code {proc.returncode}",
+                "reason": reason}
 
     async def stop(self, grace_s: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -171,6 +189,13 @@ class ReplicaActor:
 
     def _line(self, text: str) -> None:
         self._out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n".encode())
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and everything under it (the sandbox's runner)."""
+    from leptonic.runtime.ray_attempt import _tree_rss_mb as tree
+
+    return tree(pid)
 
 
 def _free_port(host: str) -> int:

@@ -462,3 +462,28 @@ def test_a_ray_replica_is_isolated_from_the_platform(platform: RunningPlatform,
     if os.geteuid() == 0:
         assert seen["uid"] != "0"
     assert psutil.Process(replica["pid"]).cmdline()[2] == "leptonic.photon.runner"
+
+
+def test_a_ray_replica_over_its_memory_limit_is_oomkilled(platform: RunningPlatform,
+                                                          tmp_path: Path) -> None:
+    p = platform
+    wait_nodes(p, 3)
+    folder = tmp_path / "hog"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "photons" / "hostile.py", folder / "app.py")
+    p.cli("photon", "create", "--name", "hog", "-m", "app.py:Hostile", "--path", str(folder))
+    p.cli("deployment", "create", "--name", "hog", "--photon", "hog", "--tier", "edge",
+          "--cpu", "0.5", "--memory-limit", "300Mi")
+    p.wait_ready("hog", 1)
+    r = httpx.post(f"{p.url}/run/hog/hog", headers=p.headers, timeout=60,
+                   json={"mb_per_step": 20, "steps": 60})
+    assert r.status_code >= 500            # the replica died under it
+    deadline = time.monotonic() + 30
+    events = ""
+    while time.monotonic() < deadline:
+        events = p.cli("deployment", "events", "hog", "--output", "json").stdout
+        if "OOMKilled" in events:
+            break
+        time.sleep(0.3)
+    assert "OOMKilled" in events
+    assert "300 MiB" in events
