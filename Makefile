@@ -44,7 +44,7 @@ up: install
 
 lint: install
 	$(BIN)/ruff check leptonic tests benchmarks examples tools
-	$(BIN)/mypy leptonic/core
+	$(BIN)/mypy leptonic
 
 # The documentation site (mkdocs.yml, docs/): strict, so a broken link or reference fails;
 # the CLI and REST references are generated from the code at build time (tools/docs_hooks.py)

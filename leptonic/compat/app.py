@@ -53,7 +53,8 @@ class ClassicApp(PhotonApp):
         self._slots = asyncio.Semaphore(type(photon).handler_max_concurrency)
 
     def _run_init(self) -> Any:
-        return self.photon._call_init_once()
+        classic: Any = self.photon          # a leptonic.compat.Photon
+        return classic._call_init_once()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

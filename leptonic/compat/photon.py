@@ -176,7 +176,7 @@ class Photon(_LeptonicPhoton):
     def __str__(self) -> str:
         return f"Photon(name={self._photon_name}, model={self._photon_model})"
 
-    def init(self) -> None:
+    def init(self) -> Any:
         """Load models and other state; runs once, before the first request is served."""
 
     def _call_init_once(self) -> Any:
@@ -282,7 +282,7 @@ class Photon(_LeptonicPhoton):
         from leptonic.core.models import HandlerInfo
 
         sigs = cls.signatures()
-        name = (cls.deployment_template or {}).get("resource_shape")  # type: ignore[attr-defined]
+        name = (cls.deployment_template or {}).get("resource_shape")
         shape = shapes.shape(name) if name else None
         return PhotonManifest(
             class_name=cls.__name__,

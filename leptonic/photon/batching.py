@@ -269,7 +269,8 @@ class Batcher:
                     outputs = await run(self.fn, self.timeout_s, items)
                 else:
                     loop = asyncio.get_running_loop()
-                    outputs = await loop.run_in_executor(self._executor, self.fn, items)
+                    fn: Any = self.fn       # sync here: a coroutine function is awaited above
+                    outputs = await loop.run_in_executor(self._executor, fn, items)
                 if inspect.isawaitable(outputs):
                     outputs = await outputs
         except asyncio.CancelledError:

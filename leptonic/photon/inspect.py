@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import leptonic
 from leptonic.config import INSPECT_TIMEOUT_S
@@ -48,7 +48,8 @@ def inspect_bundle(bundle_dir: str | Path | None, entry: str,
         pkg_root = str(Path(leptonic.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
-        run = {"cwd": str(bundle_dir) if bundle_dir is not None else None, "env": env}
+        run: dict[str, Any] = {"cwd": str(bundle_dir) if bundle_dir is not None else None,
+                               "env": env}
         key = None
     else:
         key = f"inspect-{secrets.token_hex(8)}"
@@ -60,7 +61,7 @@ def inspect_bundle(bundle_dir: str | Path | None, entry: str,
                "start_new_session": True}
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout_s, check=False, **run)  # type: ignore[call-overload]
+                              timeout=timeout_s, check=False, **run)
     except subprocess.TimeoutExpired as exc:
         raise PhotonDefinitionError(
             f"inspecting photon {entry!r} timed out after {timeout_s:g}s; importing the "

@@ -300,7 +300,7 @@ class PhotonApp:
 
     def _run_init(self) -> Any:
         """The photon's ``init()`` (a compatibility app wraps it); runs in a thread."""
-        return self.photon.init()  # type: ignore[func-returns-value]
+        return self.photon.init()
 
     async def shutdown(self) -> None:
         """Stop taking work, run ``shutdown()`` if ``init()`` had succeeded, free threads."""

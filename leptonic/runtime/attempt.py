@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
     print(f"--- leptonic: attempt {opts.attempt_id} exited with code {code}", flush=True)
     _write_status(opts.status, code)
-    return code if code >= 0 else 128 - code
+    return int(code) if code >= 0 else 128 - int(code)
 
 
 def _default_term() -> None:

@@ -121,7 +121,7 @@ class _Proc:
         if self.popen is not None:
             return self.popen.pid
         assert self.ps is not None
-        return self.ps.pid
+        return int(self.ps.pid)
 
     def killpg(self, sig: int) -> None:
         """Signal the replica's whole process group (sandbox, runner, its children)."""

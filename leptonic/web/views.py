@@ -86,7 +86,7 @@ def _platform(request: Request) -> Any:
     return request.app.state.platform
 
 
-def _page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+def _page(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
     ctx.setdefault("missing_assets", assets_missing())
     response = templates.TemplateResponse(request, template, ctx, status_code=status)
     return _secure(response)

@@ -8,7 +8,7 @@ from leptonic import Photon, handler
 class Echo(Photon):
     """Answers with what it is sent."""
 
-    requirements: list[str] = []        # pip requirements, e.g. ["numpy>=1.26"]
+    requirements = []                   # pip requirements, e.g. ["numpy>=1.26"]
 
     def init(self) -> None:
         # runs once per replica before it serves: load models here, not at import time
