@@ -49,6 +49,10 @@ class DataDir:
         return self.root / "artifacts"
 
     @property
+    def models(self) -> Path:             # registered model artifacts: <model>/<version>/
+        return self.root / "models"
+
+    @property
     def logs(self) -> Path:               # one file per replica: <replica-id>.log
         return self.root / "logs"
 

@@ -23,6 +23,7 @@ from leptonic.api.routes import (
     deployments,
     energy,
     jobs,
+    models,
     photons,
     rollouts,
     secrets,
@@ -46,7 +47,7 @@ def create_app(platform: Any) -> Any:
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
     for module in (status, photons, deployments, rollouts, cluster, auth, secrets, audit,
-                   metric_routes, alerts, energy, jobs):
+                   metric_routes, alerts, energy, jobs, models):
         v1.include_router(module.router)
     app.include_router(v1)
     install_dashboard(app)

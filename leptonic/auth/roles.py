@@ -1,7 +1,7 @@
 """Roles and the permission table: which role each ``/api/v1`` route needs.
 
     viewer     reads everything except users, tokens and the audit log
-    developer  viewer + creates/updates/deletes photons, deployments, jobs, secrets
+    developer  viewer + creates/updates/deletes photons, deployments, jobs, models, secrets
     admin      developer + users, API tokens, the audit log, cordoning and draining nodes
 
 Every route has an explicit rule in ``RULES`` (a test walks the app and fails on a route
@@ -70,6 +70,17 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("DELETE", "/api/v1/nodes/{name}/power"): A,
     ("GET", "/api/v1/energy"): V,
     ("GET", "/api/v1/events"): V,
+    # the model registry
+    ("POST", "/api/v1/models/{name}/versions"): D,
+    ("GET", "/api/v1/models"): V,
+    ("GET", "/api/v1/models/{name}"): V,
+    ("GET", "/api/v1/models/{name}/versions/{ref}"): V,
+    ("GET", "/api/v1/models/{name}/versions/{ref}/artifact"): V,
+    ("PUT", "/api/v1/models/{name}/aliases/{alias}"): D,
+    ("DELETE", "/api/v1/models/{name}/aliases/{alias}"): D,
+    ("GET", "/api/v1/models/{name}/history"): V,
+    ("DELETE", "/api/v1/models/{name}/versions/{version}"): D,
+    ("DELETE", "/api/v1/models/{name}"): D,
     # jobs
     ("POST", "/api/v1/jobs"): D,
     ("GET", "/api/v1/jobs"): V,

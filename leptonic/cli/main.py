@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from leptonic.cli import alert as alert_cli
-from leptonic.cli import auth, deployment, job, node, photon, replica
+from leptonic.cli import auth, deployment, job, model, node, photon, replica
 from leptonic.cli import simulate as simulate_cli
 from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import ErrorHandlingGroup, fields, show
@@ -35,6 +35,7 @@ app.add_typer(deployment.app, name="deployment")
 app.add_typer(replica.app, name="replica")
 app.add_typer(node.app, name="node")
 app.add_typer(job.app, name="job")
+app.add_typer(model.app, name="model")
 app.add_typer(alert_cli.app, name="alert")
 app.add_typer(simulate_cli.app, name="simulate")
 app.command("energy")(energy_cmd)

@@ -40,6 +40,7 @@ from leptonic.client._base import (
     timeout_error,
 )
 from leptonic.client.jobs import JobsAPI, job_done
+from leptonic.client.models import ModelsAPI
 from leptonic.core.models import Deployment, Job
 
 ProgressFn = Callable[[Deployment], None]
@@ -57,7 +58,7 @@ def _streaming_timeout(timeout: float | None) -> httpx.Timeout:
     return httpx.Timeout(timeout, read=None)
 
 
-class Client(_API, JobsAPI):
+class Client(_API, JobsAPI, ModelsAPI):
     """A blocking client of a leptonic platform.
 
     ``url`` and ``token`` default to ``$LEPTONIC_URL`` / ``$LEPTONIC_TOKEN``, else to the
@@ -204,7 +205,7 @@ class Client(_API, JobsAPI):
         return DeploymentHandle(self, name)
 
 
-class AsyncClient(_API, JobsAPI):
+class AsyncClient(_API, JobsAPI, ModelsAPI):
     """The asyncio twin of ``Client``: the same methods, awaited; streams are async
     iterators."""
 

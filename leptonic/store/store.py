@@ -36,6 +36,7 @@ from leptonic.store import tables as t
 from leptonic.store.accounts import AccountsMixin
 from leptonic.store.jobs import JobsMixin
 from leptonic.store.leases import LeasesMixin
+from leptonic.store.models import ModelsMixin
 from leptonic.store.rollouts import RolloutsMixin
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -68,7 +69,7 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin):
+class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin, ModelsMixin):
     """Platform state on SQLite (default) or PostgreSQL."""
 
     def __init__(self, url: str) -> None:

@@ -241,6 +241,45 @@ job_attempts = Table(
 )
 
 
+# -- the model registry (migration 0010) --------------------------------------------------------
+# A version's artifact lives in DATA_DIR/models/<model>/<version>/; its row holds the rest
+# (core.registry.ModelVersion). Aliases point at a version; every move is kept.
+models = Table(
+    "models", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(128), nullable=True),
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("model", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("data", JSON, nullable=False),          # core.registry.ModelVersion (no aliases)
+    Column("reference", JSON, nullable=True),      # its drift reference profile
+    Column("created_at", Float, nullable=False),
+)
+
+model_aliases = Table(
+    "model_aliases", metadata,
+    Column("model", String(64), primary_key=True),
+    Column("alias", String(40), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(128), nullable=True),
+)
+
+model_alias_moves = Table(
+    "model_alias_moves", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False, index=True),
+    Column("alias", String(40), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("at", Float, nullable=False),
+    Column("by", String(128), nullable=True),
+)
+
 def upsert(conn: Connection, table: Table, key: dict[str, Any],
            values: dict[str, Any]) -> None:
     """Insert the row ``key`` + ``values``, or update ``values`` where ``key`` exists,

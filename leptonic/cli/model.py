@@ -1,0 +1,241 @@
+"""``leptonic model ...``: the model registry (register, list, get, alias, history, delete)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
+from leptonic.cli._output import console, fail, fields, show, table
+from leptonic.core.registry import AliasMove, ModelVersion, RegisteredModel, parse_ref
+from leptonic.errors import InvalidInput
+
+app = typer.Typer(help="Registered models: versions, aliases (champion), promotion gate.",
+                  no_args_is_help=True)
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _metrics(m: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in sorted(m.items()))
+
+
+def models_table(models: list[RegisteredModel]) -> object:
+    return table(["NAME", "VERSIONS", "LATEST", "ALIASES", "CREATED"], [
+        (m.name, len(m.versions), m.latest,
+         " ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())), _when(m.created_at))
+        for m in models])
+
+
+def versions_table(versions: list[ModelVersion]) -> object:
+    return table(["VERSION", "FRAMEWORK", "ALIASES", "METRICS", "SIZE", "CREATED", "BY"], [
+        (v.version, f"{v.framework.value} ({v.format})", " ".join(v.aliases),
+         _metrics(v.metrics), f"{v.size_bytes / 2**10:,.1f} KiB", _when(v.created_at),
+         v.created_by) for v in versions])
+
+
+def version_fields(v: ModelVersion) -> object:
+    sig = v.signature
+    return fields([
+        ("model", f"{v.model}@{v.version}"), ("framework", f"{v.framework.value} "
+                                                           f"({v.format})"),
+        ("artifact", f"{v.artifact} ({v.size_bytes:,} bytes, sha256 {v.sha256[:16]}...)"),
+        ("aliases", " ".join(v.aliases) or "-"),
+        ("features", sig.expected_features() or "-"),
+        ("classes", ", ".join(map(str, sig.classes)) if sig.classes else "-"),
+        ("metrics", _metrics(v.metrics) or "-"), ("params", json.dumps(v.params) or "-"),
+        ("dataset", v.dataset or "-"), ("drift reference", "yes" if v.has_reference else "no"),
+        ("lineage", json.dumps(v.lineage) if v.lineage else "-"),
+        ("created", f"{_when(v.created_at)} by {v.created_by or '-'}")])
+
+
+def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"invalid {what} {item!r}: write KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _read_metrics(path: Path | None, given: list[str]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    if path is not None:
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            fail(f"cannot read --metrics {path}: {exc.strerror}")
+        except ValueError as exc:
+            fail(f"--metrics {path} is not JSON ({exc}); write an object such as "
+                 '{"accuracy": 0.95}')
+        if not isinstance(data, dict):
+            fail(f"--metrics {path} must hold a JSON object of metric -> number")
+        for k, v in data.items():
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                fail(f"--metrics {path}: {k!r} is not a number")
+            metrics[str(k)] = float(v)
+    for k, v in _parse_pairs(given, "--metric").items():
+        try:
+            metrics[k] = float(v)
+        except ValueError:
+            fail(f"invalid --metric {k}={v}: the value must be a number")
+    return metrics
+
+
+@app.command("register")
+def register(
+    ctx: typer.Context, name: str,
+    file: Annotated[Path, typer.Option("--file", "-f", help="The artifact: .joblib/.pkl/"
+                                       ".skops (scikit-learn), .pt/.ts/.pt2 (torch).")],
+    metrics: Annotated[Path | None, typer.Option("--metrics", help="A JSON file of metric "
+                                                 "-> number.", show_default=False)] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="METRIC=NUMBER "
+                                                     "(repeatable).", show_default=False)
+                      ] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="KEY=VALUE "
+                                                    "(repeatable).", show_default=False)
+                     ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE (repeatable).",
+                                                  show_default=False)] = None,
+    features: Annotated[int | None, typer.Option("--features", min=1, help="How many "
+                                                 "features it takes.", show_default=False)
+                        ] = None,
+    description: Annotated[str, typer.Option(help="What this version is.")] = "",
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Register FILE as the next version of model NAME."""
+    opts = options(ctx, output, url, token)
+    if not file.is_file():
+        fail(f"--file {file}: no such file")
+    found = _read_metrics(metrics, metric or [])
+    with connect(opts) as client:
+        v = client.register_model(
+            name, file, metrics=found, params=_parse_pairs(param or [], "--param"),
+            tags=_parse_pairs(tag or [], "--tag"),
+            signature={"n_features": features} if features else None,
+            description=description)
+    show(opts, v, lambda v: f"registered {v.model}@{v.version} ({v.framework.value}, "
+                            f"{v.size_bytes:,} bytes)")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, output: OutputOpt = None, url: UrlOpt = None,
+          token: TokenOpt = None) -> None:
+    """Every model with its versions and aliases."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        models = client.list_models()
+    show(opts, models, models_table)
+
+
+@app.command("get")
+def get(ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(help="NAME (its versions), NAME@VERSION or "
+                                                "NAME@ALIAS (one version).")],
+        output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """A model's versions, or one version in full."""
+    opts = options(ctx, output, url, token)
+    try:
+        parsed = parse_ref(ref)
+    except InvalidInput as exc:
+        fail(exc.detail)
+    with connect(opts) as client:
+        if "@" not in ref:
+            model = client.get_model(parsed.name)
+            if opts.json:
+                show(opts, model, str)
+                return
+            out = console()
+            out.print(fields([("model", model.name), ("aliases", " ".join(
+                f"{a}=v{v}" for a, v in sorted(model.aliases.items())) or "-")]))
+            out.print()
+            out.print(versions_table(model.versions))
+            return
+        v = client.get_model_version(parsed.name, parsed.version or parsed.alias or "latest")
+    show(opts, v, version_fields)
+
+
+@app.command("alias")
+def alias(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS) to point at.")],
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. champion.")],
+    require: Annotated[list[str] | None, typer.Option(
+        "--require", help="METRIC OP NUMBER the version must meet, e.g. 'f1>=0.9' "
+        "(repeatable).", show_default=False)] = None,
+    better_than: Annotated[str | None, typer.Option(
+        "--better-than", help="An alias (e.g. champion) whose version it must beat.",
+        show_default=False)] = None,
+    metric: Annotated[str | None, typer.Option(
+        "--metric", help="The metric --better-than compares (default: f1, accuracy or "
+        "r2).", show_default=False)] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove ALIAS instead.")] = False,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Point ALIAS at a version, if it passes the gate; refused with the figures if not."""
+    opts = options(ctx, output, url, token)
+    try:
+        parsed = parse_ref(ref)
+    except InvalidInput as exc:
+        fail(exc.detail)
+    with connect(opts) as client:
+        if remove:
+            move = client.remove_model_alias(parsed.name, alias_name)
+        else:
+            version = parsed.version
+            if version is None:
+                version = client.get_model_version(parsed.name,
+                                                   parsed.alias or "latest").version
+            move = client.set_model_alias(parsed.name, alias_name, version,
+                                          require=require or (), better_than=better_than,
+                                          metric=metric)
+    show(opts, move, _move_line)
+
+
+def _move_line(m: AliasMove) -> str:
+    if m.to_version is None:
+        return f"{m.model}: removed {m.alias} (was version {m.from_version})"
+    was = f" (was version {m.from_version})" if m.from_version is not None else ""
+    return f"{m.model}@{m.to_version} is now {m.alias}{was}"
+
+
+@app.command("history")
+def history(ctx: typer.Context, name: str, output: OutputOpt = None, url: UrlOpt = None,
+            token: TokenOpt = None) -> None:
+    """Every alias move of a model, oldest first: which version held which alias when."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        moves = client.model_history(name)
+    show(opts, moves, lambda ms: table(["WHEN", "ALIAS", "FROM", "TO", "BY"], [
+        (_when(m.at), m.alias, m.from_version or "-", m.to_version or "(removed)", m.by)
+        for m in ms]))
+
+
+@app.command("delete")
+def delete(ctx: typer.Context,
+           ref: Annotated[str, typer.Argument(help="NAME (the whole model) or NAME@VERSION.")],
+           output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Delete a model, or one version (refused while an alias points at it)."""
+    opts = options(ctx, output, url, token)
+    try:
+        parsed = parse_ref(ref)
+    except InvalidInput as exc:
+        fail(exc.detail)
+    if "@" in ref and parsed.version is None:
+        fail(f"delete takes NAME or NAME@VERSION, not an alias ({ref}); move the alias with "
+             "`leptonic model alias`")
+    with connect(opts) as client:
+        if parsed.version is not None:
+            client.delete_model_version(parsed.name, parsed.version)
+        else:
+            client.delete_model(parsed.name)
+    result: dict[str, Any] = {"model": parsed.name, "version": parsed.version,
+                              "deleted": True}
+    show(opts, result, lambda r: f"deleted {ref}")
