@@ -48,7 +48,7 @@ def sklearn_meta(estimator: Any, X: Any, y: Any = None, *,
     classes = getattr(estimator, "classes_", None)
     signature: dict[str, Any] = {
         "features": names,
-        "n_features": int(getattr(estimator, "n_features_in_", data.shape[1])),
+        "n_features": int(getattr(estimator, "n_features_in_", None) or data.shape[1]),
         "task": "classification" if classes is not None else "regression"}
     if classes is not None:
         signature["classes"] = [c.item() if hasattr(c, "item") else c for c in classes]
