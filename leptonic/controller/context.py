@@ -28,6 +28,10 @@ class Traffic(Protocol):
         """Requests for the deployment so far (a counter)."""
         ...
 
+    def held_total(self, deployment: str) -> int:
+        """Requests ever held for the deployment (a counter)."""
+        ...
+
     def traffic(self, deployment: str) -> dict[str, TrafficCounters]:
         """Cumulative answers per replica template (generation as a string)."""
         ...
@@ -42,6 +46,9 @@ class NoTraffic:
         return 0
 
     def arrived(self, deployment: str) -> int:
+        return 0
+
+    def held_total(self, deployment: str) -> int:
         return 0
 
     def traffic(self, deployment: str) -> dict[str, TrafficCounters]:

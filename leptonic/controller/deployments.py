@@ -121,6 +121,7 @@ class DeploymentReconciler:
         self._smoke: dict[str, _Smoke] = {}
         self._samples: dict[str, deque[Sample]] = {}
         self._arrived: dict[str, int] = {}
+        self._held: dict[str, int] = {}         # the gateway's held count at the last look
         self._autoscale: dict[str, AutoscaleState] = {}
         # predictive deployments: the forecaster, fed from the stored request-rate series
         # (rebuilt from it after a restart), and when the series was last read
@@ -146,6 +147,7 @@ class DeploymentReconciler:
         self._smoke.pop(name, None)
         self._samples.pop(name, None)
         self._arrived.pop(name, None)
+        self._held.pop(name, None)
         self._autoscale.pop(name, None)
         self._forecasters.pop(name, None)
         self._service.pop(name, None)
@@ -287,7 +289,10 @@ class DeploymentReconciler:
             return d.spec.replicas, None
         traffic = self.ctx.traffic
         state = self._autoscale.get(d.name) or d.status.autoscale or initial_state(spec, now)
-        waiting = traffic.waiting(d.name)
+        # held now, or held and gone (timed out) since the last look: demand either way
+        held = traffic.held_total(d.name)
+        waiting = max(traffic.waiting(d.name), held - self._held.setdefault(d.name, held))
+        self._held[d.name] = held
         outstanding = traffic.outstanding
         in_flight = sum(outstanding.get(r.id, 0) for r in replicas) + waiting
         samples = self._samples.setdefault(d.name, deque(maxlen=MAX_SAMPLES))

@@ -203,6 +203,7 @@ class Gateway:
         self._traffic: dict[tuple[str, str], _Traffic] = {}
         self._arrived: dict[str, int] = {}      # requests per deployment, ever
         self._waiting: dict[str, int] = {}      # requests held per deployment, now
+        self._held: dict[str, int] = {}         # requests ever held per deployment
         self._arrivals: dict[str, asyncio.Event] = {}
         table.subscribe(self._routes_changed)
 
@@ -219,6 +220,11 @@ class Gateway:
     def waiting(self, deployment: str) -> int:
         """Requests held right now because ``deployment`` has no ready replica."""
         return self._waiting.get(deployment, 0)
+
+    def held_total(self, deployment: str) -> int:
+        """Requests ever held for ``deployment`` (a counter): demand the autoscaler must
+        see even when a hold shorter than its tick ended before it looked."""
+        return self._held.get(deployment, 0)
 
     def _routes_changed(self) -> None:
         if self._arrivals:
@@ -410,6 +416,7 @@ class Gateway:
             return (f"has no ready replica and {n} request(s) already wait for one; "
                     "retry shortly")
         self._waiting[deployment] = n + 1
+        self._held[deployment] = self._held.get(deployment, 0) + 1
         if self.on_hold is not None:
             self.on_hold(deployment)
         loop = asyncio.get_running_loop()

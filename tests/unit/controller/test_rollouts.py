@@ -35,6 +35,7 @@ class FakeTraffic:
 
     outstanding: dict[str, int] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)
+    ever_held: dict[str, int] = field(default_factory=dict)   # the gateway's counter
     counts: dict[str, int] = field(default_factory=dict)
     groups: dict[str, dict[str, TrafficCounters]] = field(default_factory=dict)
 
@@ -43,6 +44,9 @@ class FakeTraffic:
 
     def arrived(self, deployment: str) -> int:
         return self.counts.get(deployment, 0)
+
+    def held_total(self, deployment: str) -> int:
+        return self.ever_held.get(deployment, 0)
 
     def traffic(self, deployment: str) -> dict[str, TrafficCounters]:
         return dict(self.groups.get(deployment, {}))
@@ -270,6 +274,23 @@ async def test_autoscaler_follows_in_flight_requests_to_zero_and_back(world: Wor
     await world.tick(2)
     assert len(world.replicas(ReplicaState.READY)) == 1
     assert any("waiting for a replica" in e for e in world.events())
+
+
+async def test_a_hold_that_ended_before_the_tick_still_scales_from_zero(
+        world: World) -> None:
+    """A request held for a deployment at zero whose hold timed out before the controller
+    looked (a short queue timeout, a slow tick) is demand all the same."""
+    auto = AutoscalingSpec(min_replicas=0, max_replicas=2, scale_to_zero_after_s=1,
+                           queue_timeout_s=0.3)
+    deploy(world, 1, autoscaling=auto)
+    await world.tick(3, advance=2)
+    assert world.replicas() == []
+    await world.tick(2)
+    assert world.replicas() == [], "nothing held: it stays at zero"
+    world.traffic.ever_held["svc"] = 1                # held, then timed out: none waits now
+    await world.tick(2)
+    assert len(world.replicas()) == 1
+    assert any("1 request(s) waiting for a replica" in e for e in world.events())
 
 
 async def test_stop_drains_in_flight_requests_first(world: World) -> None:
