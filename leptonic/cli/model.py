@@ -11,7 +11,13 @@ import typer
 
 from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import console, fail, fields, show, table
-from leptonic.core.registry import AliasMove, ModelVersion, RegisteredModel, parse_ref
+from leptonic.core.registry import (
+    AliasMove,
+    ModelRef,
+    ModelVersion,
+    RegisteredModel,
+    parse_ref,
+)
 from leptonic.errors import InvalidInput
 
 app = typer.Typer(help="Registered models: versions, aliases (champion), promotion gate.",
@@ -53,6 +59,14 @@ def version_fields(v: ModelVersion) -> object:
         ("dataset", v.dataset or "-"), ("drift reference", "yes" if v.has_reference else "no"),
         ("lineage", json.dumps(v.lineage) if v.lineage else "-"),
         ("created", f"{_when(v.created_at)} by {v.created_by or '-'}")])
+
+
+def _ref(text: str) -> ModelRef:
+    """``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS``; a bad one ends the command in one line."""
+    try:
+        return parse_ref(text)
+    except InvalidInput as exc:
+        fail(exc.detail)
 
 
 def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
@@ -142,10 +156,7 @@ def get(ctx: typer.Context,
         output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """A model's versions, or one version in full."""
     opts = options(ctx, output, url, token)
-    try:
-        parsed = parse_ref(ref)
-    except InvalidInput as exc:
-        fail(exc.detail)
+    parsed = _ref(ref)
     with connect(opts) as client:
         if "@" not in ref:
             model = client.get_model(parsed.name)
@@ -181,10 +192,7 @@ def alias(
 ) -> None:
     """Point ALIAS at a version, if it passes the gate; refused with the figures if not."""
     opts = options(ctx, output, url, token)
-    try:
-        parsed = parse_ref(ref)
-    except InvalidInput as exc:
-        fail(exc.detail)
+    parsed = _ref(ref)
     with connect(opts) as client:
         if remove:
             move = client.remove_model_alias(parsed.name, alias_name)
@@ -224,10 +232,7 @@ def delete(ctx: typer.Context,
            output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Delete a model, or one version (refused while an alias points at it)."""
     opts = options(ctx, output, url, token)
-    try:
-        parsed = parse_ref(ref)
-    except InvalidInput as exc:
-        fail(exc.detail)
+    parsed = _ref(ref)
     if "@" in ref and parsed.version is None:
         fail(f"delete takes NAME or NAME@VERSION, not an alias ({ref}); move the alias with "
              "`leptonic model alias`")
