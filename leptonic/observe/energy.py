@@ -432,7 +432,6 @@ def report(observe: Any, since_s: float) -> dict[str, Any]:
     energy: Energy = observe.energy
     until = observe.clock()
     snap = energy.snapshot
-    totals = energy.totals()
 
     def window(series: str, metric: str) -> float:
         try:
@@ -441,19 +440,25 @@ def report(observe: Any, since_s: float) -> dict[str, Any]:
             return 0.0
         return counter_increase(res.values.get(metric, []))
 
+    # the windows first, the totals after: a cycle may add a point between the two reads,
+    # and a total read before the series could then be less than the window within it
+    node_list = observe.store.list_nodes()
+    node_kwh = {n.name: kwh(window(f"node/{n.name}", "node_energy_joules")) for n in node_list}
+    live = {d.name for d in observe.store.list_deployments() if not d.deleting}
+    names = live | set(snap.deployments) | {k for kind, k in energy.totals()
+                                            if kind == "deployment"}
+    dep_kwh = {name: kwh(window(f"deployment/{name}", "energy_joules")) for name in names}
+    totals = energy.totals()
     nodes = []
-    for n in observe.store.list_nodes():
+    for n in node_list:
         seen = snap.nodes.get(n.name)
         nodes.append({
             "node": n.name, "status": n.status, "source": energy.source_of(n),
-            "watts": seen.watts if seen else None,
-            "kwh": kwh(window(f"node/{n.name}", "node_energy_joules")),
+            "watts": seen.watts if seen else None, "kwh": node_kwh[n.name],
             "total_kwh": kwh(totals.get(("node", n.name), 0.0))})
-    live = {d.name for d in observe.store.list_deployments() if not d.deleting}
-    names = live | set(snap.deployments) | {k for kind, k in totals if kind == "deployment"}
     deployments = []
     for name in sorted(names):
-        used = kwh(window(f"deployment/{name}", "energy_joules"))
+        used = dep_kwh[name]
         if name not in live and not used:
             continue                    # deleted before the window: not news
         seen_d = snap.deployments.get(name)
