@@ -65,7 +65,8 @@ class Platform:
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
                                      prober=self.prober, artifacts=self.artifacts,
                                      secrets=self.secrets, traffic=self.gateway,
-                                     series_interval_s=settings.observe.interval_s)
+                                     series_interval_s=settings.observe.interval_s,
+                                     models_root=str(self.layout.models))
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
                                      registry=self.registry)
         self.controller.consolidator = Consolidator(

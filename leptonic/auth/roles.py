@@ -81,6 +81,8 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/v1/models/{name}/history"): V,
     ("DELETE", "/api/v1/models/{name}/versions/{version}"): D,
     ("DELETE", "/api/v1/models/{name}"): D,
+    ("POST", "/api/v1/models/{name}/train"): D,
+    ("POST", "/api/v1/models/{name}/versions/{ref}/evaluate"): D,
     # jobs
     ("POST", "/api/v1/jobs"): D,
     ("GET", "/api/v1/jobs"): V,

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from leptonic.cli import rollout as rollout_cli
 from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
-from leptonic.cli._output import age, clock, console, fields, show, table
+from leptonic.cli._output import age, clock, console, fail, fields, show, table
 from leptonic.cli.replica import replicas_table
 from leptonic.cli.rollout import spec_options
 from leptonic.client import Client
@@ -36,12 +36,19 @@ def parse_env(values: list[str] | None) -> dict[str, str] | None:
 EnvOpt = Annotated[list[str] | None, typer.Option(
     "--env", "-e", help="Environment variable KEY=VALUE for the replicas (repeatable).",
     show_default=False)]
-PhotonOpt = Annotated[str, typer.Option(
-    "--photon", "-p", help="NAME (latest), NAME@N / NAME@vN, or builtin:NAME.")]
+PhotonOpt = Annotated[str | None, typer.Option(
+    "--photon", "-p", help="NAME (latest), NAME@N / NAME@vN, or builtin:NAME.",
+    show_default=False)]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Serve a registered model instead: NAME@ALIAS (followed as the "
+    "alias moves) or NAME@VERSION.", show_default=False)]
 
 
 def _photon(d: Deployment) -> str:
     spec = d.spec
+    if spec.model is not None:
+        m = spec.model
+        return f"{m.model}@{m.version}" + (f" ({m.alias})" if m.alias else "")
     if spec.photon.startswith("builtin:") or not spec.photon_version:
         return spec.photon
     return f"{spec.photon}@{spec.photon_version}"
@@ -121,7 +128,8 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for readiness."
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", "-n", help="Deployment name (a slug).")],
-    photon: PhotonOpt,
+    photon: PhotonOpt = None,
+    model: ModelOpt = None,
     replicas: Annotated[int, typer.Option(min=0, help="Replicas to run.")] = 1,
     env: EnvOpt = None,
     secret: Annotated[list[str] | None, typer.Option(
@@ -135,11 +143,15 @@ def create(
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
     spec: dict[str, Any] | None = None,
 ) -> None:
-    """Deploy a photon and (unless --no-wait) wait until all its replicas are ready."""
+    """Deploy a photon (or a registered model) and (unless --no-wait) wait until all its
+    replicas are ready."""
     opts = options(ctx, output, url, token)
+    if (photon is None) == (model is None):
+        fail("give --photon NAME or --model NAME@ALIAS (e.g. iris@champion), one of them")
     with connect(opts) as client:
         dep = client.create_deployment(name, photon, replicas, parse_env(env) or {},
-                                       secrets=secret or (), public=public, **(spec or {}))
+                                       secrets=secret or (), public=public, model=model,
+                                       **(spec or {}))
         if not no_wait:
             dep = _wait(client, opts, name, timeout)
     show(opts, dep, lambda d: deployments_table([d]))
@@ -198,6 +210,7 @@ def update(
     photon: Annotated[str | None, typer.Option(
         "--photon", "-p", help="New photon version: NAME, NAME@N or builtin:NAME.",
         show_default=False)] = None,
+    model: ModelOpt = None,
     env: Annotated[list[str] | None, typer.Option(
         "--env", "-e", help="Replace the environment with these KEY=VALUE (repeatable).",
         show_default=False)] = None,
@@ -213,9 +226,10 @@ def update(
     A new photon version or environment is rolled out by the deployment's strategy
     (``--strategy``); ``leptonic deployment rollout status NAME --wait`` follows it."""
     opts = options(ctx, output, url, token)
-    changes = {"photon": photon, "env": parse_env(env), "replicas": replicas, **(spec or {})}
+    changes = {"photon": photon, "model": model, "env": parse_env(env), "replicas": replicas,
+               **(spec or {})}
     if all(v is None for v in changes.values()) and not no_autoscaling:
-        raise typer.BadParameter("nothing to update: give --photon, --env, --replicas, "
+        raise typer.BadParameter("nothing to update: give --photon, --model, --env, --replicas, "
                                  "--strategy or another option (see --help)")
     with connect(opts) as client:
         dep = client.update_deployment(name, no_autoscaling=no_autoscaling, **changes)

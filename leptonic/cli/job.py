@@ -69,7 +69,7 @@ def job_fields(j: Job) -> object:
     ])
 
 
-def _wait(client: Client, opts: Opts, name: str, timeout: float | None) -> Job:
+def wait_with_progress(client: Client, opts: Opts, name: str, timeout: float | None) -> Job:
     if opts.json:
         return client.wait_job(name, timeout)
     err = console(stderr=True)
@@ -164,7 +164,7 @@ def create(
             priority=priority, resources=resources or None, max_output_mb=max_output_mb,
             placement=placement or None)
         if wait:
-            job = _wait(client, opts, name, timeout)
+            job = wait_with_progress(client, opts, name, timeout)
     show(opts, job, job_fields)
 
 

@@ -1,4 +1,5 @@
-"""``leptonic model ...``: the model registry (register, list, get, alias, history, delete)."""
+"""``leptonic model ...``: the model registry (register, list, get, alias, history, delete)
+and its jobs (train, evaluate)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from leptonic.core.registry import (
     ModelRef,
     ModelVersion,
     RegisteredModel,
+    parse_dataset,
     parse_ref,
 )
 from leptonic.errors import InvalidInput
@@ -244,3 +246,136 @@ def delete(ctx: typer.Context,
     result: dict[str, Any] = {"model": parsed.name, "version": parsed.version,
                               "deleted": True}
     show(opts, result, lambda r: f"deleted {ref}")
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    """``--param k=v``: the value as JSON where it parses (50, 0.1, true, null), else text."""
+    out: dict[str, Any] = {}
+    for k, v in _parse_pairs(items, "--param").items():
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def _dataset(text: str) -> str:
+    try:
+        ref = parse_dataset(text)
+    except InvalidInput as exc:
+        fail(exc.detail)
+    if ref.kind == "csv" and not Path(ref.name).expanduser().is_file():
+        fail(f"--dataset {text}: no such file {ref.name}")
+    return text
+
+
+def report_table(report: dict[str, Any]) -> object:
+    rows = [(k, f"{v:.4f}") for k, v in sorted(report.get("metrics", {}).items())]
+    return table(["METRIC", "VALUE"], rows)
+
+
+def _finished(opts: Any, client: Any, job: Any, timeout: float | None) -> dict[str, Any]:
+    from leptonic.cli.job import wait_with_progress
+
+    done = wait_with_progress(client, opts, job.name, timeout)
+    return {"job": done.name, "phase": done.status.phase.value,
+            "report": client.model_job_report(done.name)}
+
+
+def _show_report(opts: Any, result: dict[str, Any], headline: str) -> None:
+    def text(r: dict[str, Any]) -> object:
+        from rich.console import Group
+
+        parts: list[Any] = [headline]
+        rep = r.get("report")
+        if rep:
+            part = "held-out " if rep.get("test_size") else ""
+            parts += [f"{rep.get('rows')} {part}rows of {rep.get('dataset')}",
+                      report_table(rep)]
+            cm = rep.get("confusion_matrix")
+            if cm and len(cm) <= 20:
+                parts.append("confusion matrix (rows: truth, columns: predicted; labels "
+                             + ", ".join(map(str, rep.get("labels", []))) + ")")
+                parts += ["  " + " ".join(f"{x:>5}" for x in row) for row in cm]
+        return Group(*parts)
+    show(opts, result, text)
+
+
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the job and show its "
+                                                      "report.")]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="With --wait: give up "
+                                                  "after this many seconds.",
+                                                  show_default=False)]
+
+
+@app.command("train")
+def train(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", "-n", help="The model to register into.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="sklearn:NAME (iris, "
+                                         "digits, wine, breast_cancer, diabetes) or "
+                                         "csv:PATH[:target=COLUMN] (default: the last "
+                                         "column).")],
+    estimator: Annotated[str, typer.Option("--estimator", "-e", help="Its dotted path, e.g. "
+                                           "sklearn.ensemble.RandomForestClassifier.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for "
+                                                    "the estimator (repeatable; JSON values)",
+                                                    show_default=False)] = None,
+    cv: Annotated[int | None, typer.Option("--cv", min=2, max=50, help="K-fold "
+                                           "cross-validation as well.",
+                                           show_default=False)] = None,
+    test_size: Annotated[float, typer.Option("--test-size", min=0.01, max=0.99,
+                                             help="The held-out share.")] = 0.25,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Of the split and folds.")] = 0,
+    job: Annotated[str | None, typer.Option("--job", help="The job's name (default: "
+                                            "generated).", show_default=False)] = None,
+    wait: WaitOpt = False, timeout: TimeoutOpt = None,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Train, evaluate and register a version of model NAME, as a job."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        started = client.train_model(name, dataset=_dataset(dataset), estimator=estimator,
+                                     params=_params(param or []), cv=cv,
+                                     test_size=test_size, seed=seed, job=job)
+        if not wait:
+            show(opts, started, lambda j: f"started job {j.name}: train {estimator} on "
+                                          f"{dataset} for model {name} (follow it with "
+                                          f"`leptonic job logs {j.name} -f`)")
+            return
+        result = _finished(opts, client, started, timeout)
+        model = client.get_model(name)
+        version = next((v for v in model.versions if v.lineage.get("job") == started.name),
+                       None)
+        result["version"] = version.version if version else None
+    _show_report(opts, result, f"registered {name}@{result['version']} from job "
+                               f"{started.name}")
+
+
+@app.command("evaluate")
+def evaluate(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="sklearn:NAME or "
+                                         "csv:PATH[:target=COLUMN].")],
+    test_size: Annotated[float, typer.Option("--test-size", min=0.0, max=0.99, help="0: "
+                                             "every row; else the held-out share of a "
+                                             "seeded split (as in training).")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    job: Annotated[str | None, typer.Option("--job", show_default=False)] = None,
+    wait: WaitOpt = False, timeout: TimeoutOpt = None,
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Evaluate a registered version on a data set, as a job."""
+    opts = options(ctx, output, url, token)
+    parsed = _ref(ref)
+    which = parsed.version or parsed.alias or "latest"
+    with connect(opts) as client:
+        started = client.evaluate_model(parsed.name, which, dataset=_dataset(dataset),
+                                        test_size=test_size, seed=seed, job=job)
+        if not wait:
+            show(opts, started, lambda j: f"started job {j.name}: evaluate {ref} on "
+                                          f"{dataset}")
+            return
+        result = _finished(opts, client, started, timeout)
+    _show_report(opts, result, f"evaluated {ref} on {dataset} (job {started.name})")

@@ -660,14 +660,16 @@ class _API:
         return self._run(Call("DELETE", f"/photons/{_seg(name)}", _none))
 
     # deployments
-    def create_deployment(self, name: str, photon: str, replicas: int = 1,
+    def create_deployment(self, name: str, photon: str | None = None, replicas: int = 1,
                           env: Mapping[str, str] | None = None, *,
                           secrets: Iterable[str] = (), public: bool = False,
                           **spec: Any) -> Any:
-        """Deploy ``photon`` (``NAME``, ``NAME@N``, ``builtin:NAME``) -> ``Deployment``.
+        """Deploy ``photon`` (``NAME``, ``NAME@N``, ``builtin:NAME``), or a registered
+        model with ``model="NAME@champion"`` (or ``NAME@3``), -> ``Deployment``.
         ``secrets`` are injected into the replicas as environment variables by name;
         ``public`` serves ``/run/NAME`` without a token; further spec fields pass through."""
-        body = {"name": name, "photon": photon, "replicas": replicas, "env": dict(env or {}),
+        body = {"name": name, "replicas": replicas, "env": dict(env or {}),
+                **({"photon": photon} if photon is not None else {}),
                 "secrets": list(secrets), "public": public,
                 **{k: v for k, v in spec.items() if v is not None}}
         return self._run(Call("POST", "/deployments", _model(Deployment), json=body))

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from leptonic.client._base import Call, _model, _seg
-from leptonic.core.models import Event
+from leptonic.core.models import Event, Job
 from leptonic.core.registry import AliasMove, ModelVersion, RegisteredModel
 
 
@@ -26,6 +26,31 @@ def _none(resp: httpx.Response) -> None:
 
 def _bytes(resp: httpx.Response) -> bytes:
     return resp.content
+
+
+def _report(resp: httpx.Response) -> dict[str, Any] | None:
+    """``evaluation.json`` out of a model job's output .tar.gz (None: it has none)."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(resp.content), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            if m.isfile() and Path(m.name).name == "evaluation.json":
+                f = tar.extractfile(m)
+                if f is not None:
+                    data: dict[str, Any] = json.loads(f.read())
+                    return data
+    return None
+
+
+def _task_form(body: Mapping[str, Any], data: str | os.PathLike[str] | None
+               ) -> dict[str, Any]:
+    files: dict[str, Any] = {"_": ("", b"", "application/octet-stream")}
+    if data is not None:
+        path = Path(data).expanduser()
+        files = {"data": (path.name, path.read_bytes(), "text/csv")}
+    return {"data": {"task": json.dumps({k: v for k, v in body.items() if v is not None})},
+            "files": files, "min_timeout_s": 120}
 
 
 class ModelsAPI:
@@ -54,6 +79,44 @@ class ModelsAPI:
         return self._run(Call("POST", f"/models/{_seg(name)}/versions", _model(ModelVersion),
                               data={"meta": json.dumps(meta, default=str)},
                               files={"file": (path.name, data, "application/octet-stream")},
+                              min_timeout_s=300))
+
+    def train_model(self, name: str, *, dataset: str, estimator: str,
+                    params: Mapping[str, Any] | None = None, cv: int | None = None,
+                    test_size: float = 0.25, seed: int = 0, job: str | None = None,
+                    **spec: Any) -> Any:
+        """Start a job that trains ``estimator`` (a dotted path, e.g.
+        ``sklearn.svm.SVC``) with ``params`` on ``dataset`` (``sklearn:iris``, or
+        ``csv:PATH[:target=COLUMN]``: the file is uploaded), evaluates it on a held-out
+        ``test_size`` (stratified, ``seed``) and by ``cv``-fold cross-validation, and
+        registers it as the next version of ``name`` -> ``Job`` (``resources``,
+        ``priority`` pass through)."""
+        from leptonic.core.registry import parse_dataset
+
+        ref = parse_dataset(dataset)
+        body = {"dataset": dataset, "estimator": estimator, "params": dict(params or {}),
+                "cv": cv, "test_size": test_size, "seed": seed, "job": job, **spec}
+        form = _task_form(body, ref.name if ref.kind == "csv" else None)
+        return self._run(Call("POST", f"/models/{_seg(name)}/train", _model(Job), **form))
+
+    def evaluate_model(self, name: str, ref: str | int, *, dataset: str,
+                       test_size: float = 0.0, seed: int = 0, job: str | None = None,
+                       **spec: Any) -> Any:
+        """Start a job that evaluates version ``ref`` (number or alias) on ``dataset``
+        (every row, or the held-out ``test_size`` of a seeded split) -> ``Job``; its
+        report is ``model_job_report(job)`` once it has succeeded."""
+        from leptonic.core.registry import parse_dataset
+
+        dref = parse_dataset(dataset)
+        body = {"dataset": dataset, "test_size": test_size, "seed": seed, "job": job, **spec}
+        form = _task_form(body, dref.name if dref.kind == "csv" else None)
+        return self._run(Call("POST", f"/models/{_seg(name)}/versions/{_seg(str(ref))}"
+                                      "/evaluate", _model(Job), **form))
+
+    def model_job_report(self, job: str) -> Any:
+        """The report (``metrics``, ``confusion_matrix``...) a finished train or evaluate
+        job wrote -> ``dict`` (None if it wrote none)."""
+        return self._run(Call("GET", f"/jobs/{_seg(job)}/output", _report,
                               min_timeout_s=300))
 
     def list_models(self) -> Any:

@@ -67,6 +67,7 @@ class ControllerContext:
     clock: Callable[[], float] = time.time
     stop_grace_s: float = 10.0      # SIGTERM to SIGKILL, once a replica has been drained
     series_interval_s: float = 10.0  # the observe loop's sampling interval (forecasts)
+    models_root: str | None = None  # DATA_DIR/models: where training jobs register
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a store call off the event loop, which also carries gateway traffic."""

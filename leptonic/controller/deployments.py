@@ -437,12 +437,17 @@ class DeploymentReconciler:
     async def _launch(self, name: str, template: Template, replica: Replica) -> ReplicaLaunch:
         replica_id = replica.id
         spec = template.spec
-        if spec.photon.startswith("builtin:"):
+        model_env: dict[str, str] = {}
+        if spec.model is not None:          # a registered model: its server, its file
+            m = spec.model
+            entry, bundle = m.photon, str(self.ctx.artifacts.path(m.digest))
+            model_env = {m.path_env: m.artifact, "LEPTONIC_MODEL": f"{m.model}@{m.version}"}
+        elif spec.photon.startswith("builtin:"):
             entry, bundle = spec.photon, None
         else:
             pv = await self.ctx.db(self.ctx.store.get_photon, spec.photon, spec.photon_version)
             entry, bundle = pv.entry, str(self.ctx.artifacts.path(pv.digest))
-        env = dict(spec.env)
+        env = {**spec.env, **model_env}
         for secret in spec.secrets:         # decrypted only here, on the way to the process
             if self.ctx.secrets is None:
                 raise BackendError(f"secret {secret!r} is needed but this platform has no "

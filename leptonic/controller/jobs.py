@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from leptonic.controller.context import ControllerContext
 from leptonic.controller.held import held_work
+from leptonic.controller.model_tasks import finish as finish_model_task
 from leptonic.core.jobs import (
     Held,
     JobPlan,
@@ -212,6 +213,15 @@ class JobController:
         attempts = await ctx.db(ctx.store.list_attempts, job.name)
         plan = plan_job(job, attempts, now, self._waiting.get(job.name))
         status = self._with_output(plan, attempts)
+        if status.phase is JobPhase.SUCCEEDED and job.status.phase is not JobPhase.SUCCEEDED \
+                and job.spec.model_task is not None:
+            # the registry's job: take its model in before it is Succeeded (a restart in
+            # between finds the version by its lineage and does not register it twice)
+            why = await asyncio.to_thread(finish_model_task, ctx, job, attempts)
+            if why is not None:
+                status = status.model_copy(update={
+                    "phase": JobPhase.FAILED, "reason": JobReason.REGISTER_FAILED.value,
+                    "message": why})
         if _differs(status, job.status):        # persist the decision, then act on it
             await ctx.db(ctx.store.set_job_status, job.name, status)
             if status.phase != job.status.phase:

@@ -290,6 +290,22 @@ class ProbeSpec(BaseModel):
     liveness_failures: int = Field(default=3, ge=1)    # unanswered probes in a row: replaced
 
 
+class ModelServing(BaseModel):
+    """A deployment of a registered model version (``--model NAME@champion``): the
+    reference as given, the version it resolved to, and the content-addressed bundle that
+    holds a copy of its artifact (what the replicas load)."""
+
+    ref: str                         # NAME@ALIAS or NAME@VERSION, as given
+    model: str
+    version: int = Field(ge=1)
+    alias: str | None = None         # set: the deployment follows the alias's moves
+    framework: str
+    photon: str                      # the built-in server: builtin:sklearn, builtin:torch
+    path_env: str                    # the variable it reads the file's path from
+    artifact: str                    # the file's name inside the bundle
+    digest: str                      # the bundle's artifact digest
+
+
 class DeploymentSpec(BaseModel):
     """What the user asked for. Written by the API only."""
 
@@ -312,6 +328,7 @@ class DeploymentSpec(BaseModel):
     debug_errors: bool = False       # a handler's exception message goes to its caller
     resources: Resources = Field(default_factory=Resources)
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    model: ModelServing | None = None   # a registered model (photon: its built-in server)
 
 
 class AutoscaleState(BaseModel):
@@ -615,6 +632,18 @@ class JobReason(StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"            # deadline_s after creation
     CANCELLED = "Cancelled"
     OUTPUT_TOO_LARGE = "OutputTooLarge"               # past max_output_mb
+    REGISTER_FAILED = "RegisterFailed"                # a train job's model was refused
+
+
+class ModelTaskRef(BaseModel):
+    """A job the model registry started: on success, ``train`` registers its output as
+    the next version of ``model``; ``evaluate`` records its report on ``model@version``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(pattern="^(train|evaluate)$")
+    model: str
+    version: int | None = Field(default=None, ge=1)
+    by: str | None = None            # who started it: the version's created_by
 
 
 class JobSpec(BaseModel):
@@ -646,6 +675,7 @@ class JobSpec(BaseModel):
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
     memory_limit_mb: int | None = Field(default=DEFAULT_MEMORY_LIMIT_MB, ge=16)
     max_output_mb: int = Field(default=DEFAULT_MAX_OUTPUT_MB, ge=0, le=100 * 1024)
+    model_task: ModelTaskRef | None = None    # set by the registry's train/evaluate only
 
     @model_validator(mode="after")
     def _work(self) -> JobSpec:

@@ -252,3 +252,58 @@ def gate(candidate: ModelVersion, requires: Sequence[Requirement],
 
 def _fmt(x: float | None) -> str:
     return "missing" if x is None else f"{x:.4g}"
+
+
+# -- training and evaluation tasks -----------------------------------------------------------
+
+#: the data sets scikit-learn ships (``sklearn:NAME``) -> their loader; none downloads
+SKLEARN_DATASETS = {"iris": "load_iris", "digits": "load_digits", "wine": "load_wine",
+                    "breast_cancer": "load_breast_cancer", "diabetes": "load_diabetes"}
+_TARGET_RE = re.compile(r"^(.*?):target=([^:]+)$")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """``sklearn:NAME`` or ``csv:PATH[:target=COLUMN]`` (the target: the last column
+    unless named)."""
+
+    kind: str                       # sklearn | csv
+    name: str                       # the data set's name, or the CSV's path
+    target: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" + (f":target={self.target}" if self.target else "")
+
+
+def parse_dataset(text: str) -> DatasetRef:
+    kind, _, rest = text.strip().partition(":")
+    if kind == "sklearn" and rest in SKLEARN_DATASETS:
+        return DatasetRef("sklearn", rest)
+    if kind == "sklearn":
+        raise InvalidInput(f"unknown data set {text!r}: scikit-learn ships "
+                           + ", ".join(f"sklearn:{n}" for n in sorted(SKLEARN_DATASETS)))
+    if kind == "csv" and rest:
+        m = _TARGET_RE.match(rest)
+        path, target = (m.group(1), m.group(2)) if m else (rest, None)
+        if path:
+            return DatasetRef("csv", path, target)
+    raise InvalidInput(f"invalid data set {text!r}: use sklearn:NAME (e.g. sklearn:iris) or "
+                       "csv:PATH[:target=COLUMN]")
+
+
+class TrainTask(BaseModel):
+    """What a ``model train`` / ``model evaluate`` job does (its ``task.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(default="train", pattern="^(train|evaluate)$")
+    model: str
+    version: int | None = Field(default=None, ge=1)      # evaluate: the version
+    dataset: str = Field(max_length=4_096)
+    estimator: str | None = Field(default=None, max_length=300)   # train
+    params: dict[str, Any] = Field(default_factory=dict)
+    cv: int | None = Field(default=None, ge=2, le=50)
+    test_size: float = Field(default=0.25, ge=0.0, lt=1.0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+    def dataset_ref(self) -> DatasetRef:
+        return parse_dataset(self.dataset)

@@ -47,13 +47,16 @@ _RUNTIME_FIELDS = {"limits", "handler_timeout_s", "max_concurrency", "debug_erro
 
 
 def template_hash(spec: DeploymentSpec) -> str:
-    """What makes two replicas interchangeable: the photon version and the environment."""
+    """What makes two replicas interchangeable: the photon version, the environment and the
+    model version they serve."""
     parts: list[object] = [spec.photon, spec.photon_version, sorted(spec.env.items())]
     if spec.secrets:            # only when set, so older deployments keep their hash
         parts.append(sorted(spec.secrets))
     runtime = spec.model_dump(include=_RUNTIME_FIELDS, exclude_defaults=True)
     if runtime:                 # limits, timeouts: the replicas must be started anew
         parts.append(runtime)
+    if spec.model is not None:  # another model version is another template
+        parts.append({"model": [spec.model.model, spec.model.version, spec.model.digest]})
     raw = json.dumps(parts)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 

@@ -137,6 +137,11 @@ class ArtifactStore:
             raise
         return staging
 
+    def staging_dir(self) -> Path:
+        """A fresh, empty staging folder (0700) to fill; the caller commits or discards."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        return Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.root))
+
     def commit(self, staging: Path) -> str:
         """Move a staged bundle to its content address; returns the digest."""
         digest = canonical_digest(staging)

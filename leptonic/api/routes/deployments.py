@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leptonic.api.deps import get_platform
+from leptonic.api.model_serving import serving_for
 from leptonic.core.models import (
     ENV_NAME_RE,
     MAX_REPLICAS,
@@ -20,6 +21,7 @@ from leptonic.core.models import (
     DeploymentSpec,
     Event,
     LimitsSpec,
+    ModelServing,
     PhotonRef,
     PhotonVersion,
     PlacementSpec,
@@ -41,7 +43,11 @@ class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    photon: str = Field(description="NAME, NAME@N, NAME@vN or builtin:NAME")
+    photon: str | None = Field(default=None,
+                               description="NAME, NAME@N, NAME@vN or builtin:NAME")
+    model: str | None = Field(default=None, description="NAME@ALIAS or NAME@VERSION: serve "
+                              "a registered model (instead of a photon); an alias is "
+                              "followed as it moves")
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     env: dict[str, str] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, max_length=100,
@@ -69,6 +75,8 @@ class DeploymentPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     photon: str | None = None
+    model: str | None = Field(default=None, description="serve this model version or alias "
+                              "instead (NAME@ALIAS or NAME@VERSION)")
     replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
     env: dict[str, str] | None = None
     secrets: list[str] | None = Field(default=None, max_length=100)
@@ -145,6 +153,8 @@ def _merged(kind: type[BaseModel], current: BaseModel | None,
 
 
 def _short(key: str, value: Any) -> str:
+    if isinstance(value, ModelServing):
+        return f"model={value.model}@{value.version}"
     if isinstance(value, StrategySpec):
         return f"strategy={value.type}"
     if isinstance(value, AutoscalingSpec):
@@ -257,7 +267,15 @@ def create_deployment(body: DeploymentCreate, response: Response,
     check_env_bounds(body.env, body.secrets)
     if body.autoscaling is not None:
         _check_predictive(body.autoscaling, body.autoscaling.model_fields_set, False)
-    photon, version = resolve_photon(platform, body.photon)
+    serving = None
+    if (body.photon is None) == (body.model is None):
+        raise InvalidInput("give a photon (--photon) or a registered model (--model "
+                           "NAME@champion), one of them")
+    if body.model is not None:
+        serving = serving_for(platform, body.model)
+        photon, version = serving.photon, 0
+    else:
+        photon, version = resolve_photon(platform, str(body.photon))
     extra: dict[str, Any] = {k: v for k, v in (
         ("strategy", body.strategy), ("autoscaling", body.autoscaling),
         ("probes", body.probes), ("drain_timeout_s", body.drain_timeout_s),
@@ -272,10 +290,13 @@ def create_deployment(body: DeploymentCreate, response: Response,
     spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
                           env=_check_env(body.env),
                           secrets=_check_secrets(platform, body.secrets), public=body.public,
-                          **extra)
+                          model=serving, **extra)
     d: Deployment = platform.store.create_deployment(body.name, spec)
+    what = f"model {serving.model}@{serving.version}" + (
+        f" ({serving.alias})" if serving.alias else "") + f" on {photon}" if serving \
+        else f"photon {photon}@{version}"
     platform.store.add_event(f"deployment/{d.name}", "Created",
-                             f"photon {photon}@{version}, {spec.replicas} replica(s)")
+                             f"{what}, {spec.replicas} replica(s)")
     platform.wake()
     return etag(response, d)
 
@@ -334,8 +355,14 @@ def _patched(platform: Any, name: str, current: Deployment, body: DeploymentPatc
              ) -> tuple[DeploymentSpec, dict[str, Any]]:
     """``current``'s spec with the patch's fields applied, checked; and what changed."""
     changes: dict[str, Any] = {}
+    if body.photon is not None and body.model is not None:
+        raise InvalidInput("give a photon or a model, not both")
     if body.photon is not None:
         changes["photon"], changes["photon_version"] = resolve_photon(platform, body.photon)
+        changes["model"] = None
+    if body.model is not None:
+        changes["model"] = serving_for(platform, body.model)
+        changes["photon"], changes["photon_version"] = changes["model"].photon, 0
     if body.replicas is not None:
         changes["replicas"] = body.replicas
     if body.env is not None:

@@ -185,7 +185,7 @@ async def create_job(job: str = Form(..., description="the JobCreate JSON"),
             data = await inputs.read(platform.settings.max_bundle_bytes + 1)
             if len(data) > platform.settings.max_bundle_bytes:
                 raise PayloadTooLarge("the inputs are larger than the bundle limit")
-            folder = await asyncio.to_thread(_stage_empty, artifacts)
+            folder = await asyncio.to_thread(artifacts.staging_dir)
             staged.append(folder)
             count = await asyncio.to_thread(_inputs_folder, data, folder)
             if spec.completions > max(count, 1):
@@ -196,7 +196,7 @@ async def create_job(job: str = Form(..., description="the JobCreate JSON"),
         created: Job = await asyncio.to_thread(platform.store.create_job, body.name, spec)
     except BaseException:
         for digest in (spec.code, spec.inputs):
-            if digest and not await asyncio.to_thread(_in_use, platform, digest):
+            if digest and not await asyncio.to_thread(in_use, platform, digest):
                 await asyncio.to_thread(artifacts.remove, digest)
         raise
     finally:
@@ -212,15 +212,7 @@ async def create_job(job: str = Form(..., description="the JobCreate JSON"),
     return created
 
 
-def _stage_empty(artifacts: Any) -> Path:
-    import os
-    import tempfile
-
-    artifacts.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=artifacts.root))
-
-
-def _in_use(platform: Any, digest: str) -> bool:
+def in_use(platform: Any, digest: str) -> bool:
     return bool(platform.store.digest_in_use(digest)
                 or digest in platform.store.job_digests_in_use())
 

@@ -11,19 +11,16 @@ written under ``DATA_DIR/models/<model>/<version>/`` (0600) with its SHA-256, th
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import shutil
-import tempfile
-import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leptonic.api.deps import get_platform, principal_of
+from leptonic.api.model_serving import follow_alias
 from leptonic.core.models import check_name
 from leptonic.core.registry import (
     AliasMove,
@@ -31,17 +28,14 @@ from leptonic.core.registry import (
     RegisteredModel,
     VersionMeta,
     check_alias,
-    framework_of,
     gate,
     parse_requirement,
 )
 from leptonic.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from leptonic.store.model_files import register, registered_event, version_dir
 
 router = APIRouter(tags=["models"])
-MAX_ARTIFACT_BYTES = 2 << 30          # 2 GiB
 MAX_META_BYTES = 8 << 20              # a drift reference of many features fits
-_CHUNK = 1 << 20
-_REGISTER_TRIES = 5
 
 
 class AliasSet(BaseModel):
@@ -59,31 +53,7 @@ class AliasSet(BaseModel):
 
 
 def _dir(platform: Any, name: str, version: int) -> Path:
-    return Path(platform.layout.models) / name / str(version)
-
-
-def _receive(src: BinaryIO, folder: Path, max_bytes: int) -> tuple[Path, str, int]:
-    """Copy the upload into a temporary file in ``folder``: (path, sha256, size)."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=folder)
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"the artifact is over {max_bytes >> 20} MiB, the "
-                                          "most a model version may hold")
-                digest.update(chunk)
-                out.write(chunk)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    if size == 0:
-        os.unlink(tmp)
-        raise InvalidInput("the artifact is empty; pass the model file (--file)")
-    return Path(tmp), digest.hexdigest(), size
+    return version_dir(platform.layout.models, name, version)
 
 
 def _parse_meta(text: str) -> VersionMeta:
@@ -95,41 +65,6 @@ def _parse_meta(text: str) -> VersionMeta:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "meta"
         raise InvalidInput(f"meta: {where}: {first['msg']}") from exc
-
-
-def _register(platform: Any, name: str, filename: str, meta: VersionMeta, src: BinaryIO,
-              by: str | None) -> ModelVersion:
-    framework, fmt = framework_of(filename, meta.framework)
-    store = platform.store
-    root = Path(platform.layout.models) / name
-    tmp, sha, size = _receive(src, root, MAX_ARTIFACT_BYTES)
-    try:
-        for _ in range(_REGISTER_TRIES):
-            number = store.next_model_version(name)
-            folder = _dir(platform, name, number)
-            shutil.rmtree(folder, ignore_errors=True)       # a crash's leftover, no row
-            folder.mkdir(mode=0o700)
-            path = folder / Path(filename).name
-            os.replace(tmp, path)
-            version = ModelVersion(
-                model=name, version=number, framework=framework, format=fmt,
-                artifact=path.name, sha256=sha, size_bytes=size, signature=meta.signature,
-                metrics=meta.metrics, params=meta.params, dataset=meta.dataset,
-                has_reference=meta.reference is not None, lineage=meta.lineage,
-                tags=meta.tags, description=meta.description, created_at=time.time(),
-                created_by=by)
-            try:
-                got: ModelVersion = store.add_model_version(version, meta.reference, by)
-            except Conflict:
-                os.replace(path, tmp)                       # the number was taken: next
-                shutil.rmtree(folder, ignore_errors=True)
-                continue
-            return got
-        raise Conflict(f"could not number a version of model {name!r} (too many at once); "
-                       "register again")
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @router.post("/models/{name}/versions", status_code=201, response_model=ModelVersion)
@@ -144,13 +79,10 @@ async def register_version(name: str, request: Request, file: UploadFile = File(
     parsed = _parse_meta(meta)
     by = principal_of(request).actor
     version: ModelVersion = await asyncio.to_thread(
-        _register, platform, name, file.filename or "model.joblib", parsed, file.file, by)
-    await asyncio.to_thread(
-        platform.store.add_event, f"model/{name}", "Registered",
-        f"version {version.version} ({version.framework.value}, {version.format}, "
-        f"{version.sha256[:12]})" + (
-            " with " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(version.metrics.items()))
-            if version.metrics else ""))
+        register, platform.store, platform.layout.models, name,
+        file.filename or "model.joblib", parsed, file.file, by)
+    await asyncio.to_thread(platform.store.add_event, f"model/{name}", "Registered",
+                            registered_event(version))
     return version
 
 
@@ -229,6 +161,7 @@ def set_alias(name: str, alias: str, body: AliasSet, request: Request,
                                              principal_of(request).actor)
     store.add_event(f"model/{name}", "AliasMoved",
                     f"{alias}: version {move.from_version or '-'} -> {move.to_version}")
+    follow_alias(platform, name, alias, candidate, principal_of(request).actor)
     return move
 
 
