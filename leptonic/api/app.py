@@ -24,6 +24,7 @@ from leptonic.api.routes import (
     energy,
     jobs,
     models,
+    monitoring,
     photons,
     rollouts,
     secrets,
@@ -48,7 +49,7 @@ def create_app(platform: Any) -> Any:
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
     for module in (status, photons, deployments, rollouts, cluster, auth, secrets, audit,
-                   metric_routes, alerts, energy, jobs, models, training):
+                   metric_routes, alerts, energy, jobs, models, training, monitoring):
         v1.include_router(module.router)
     app.include_router(v1)
     install_dashboard(app)

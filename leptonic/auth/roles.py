@@ -58,6 +58,9 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/v1/deployments/{name}/rollout/abort"): D,
     ("POST", "/api/v1/deployments/{name}/rollback"): D,
     ("GET", "/api/v1/deployments/{name}/routes"): V,
+    # live model monitoring
+    ("POST", "/api/v1/deployments/{name}/feedback"): D,
+    ("GET", "/api/v1/deployments/{name}/model-metrics"): V,
     # cluster
     ("GET", "/api/v1/replicas"): V,
     ("GET", "/api/v1/nodes"): V,

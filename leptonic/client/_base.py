@@ -739,6 +739,21 @@ class _API:
         """Ask for the deployment to be removed -> ``Deployment`` (phase ``Deleting``)."""
         return self._run(Call("DELETE", f"/deployments/{_seg(name)}", _model(Deployment)))
 
+    def feedback(self, name: str, items: Iterable[Any]) -> Any:
+        """Send the truth of earlier answers of a model deployment: ``items`` are
+        ``(request_id, truth)`` pairs or ``{"request_id", "truth"}`` dicts (the request id
+        is the answer's ``x-leptonic-request-id``, see ``Client.call_traced``) -> a dict
+        of how many ``matched``, were ``unknown``, ``expired`` or a ``duplicate``."""
+        body = [i if isinstance(i, Mapping) else {"request_id": i[0], "truth": i[1]}
+                for i in items]
+        return self._run(Call("POST", f"/deployments/{_seg(name)}/feedback",
+                              json={"items": body}, min_timeout_s=120))
+
+    def model_metrics(self, name: str, window: str = "1h") -> Any:
+        """Live accuracy, F1, counts and drift of a model deployment -> dict."""
+        return self._run(Call("GET", f"/deployments/{_seg(name)}/model-metrics",
+                              params={"window": window}))
+
     def replicas(self, name: str) -> Any:
         """The replicas of a deployment -> ``list[Replica]``."""
         return self._run(Call("GET", f"/deployments/{_seg(name)}/replicas",

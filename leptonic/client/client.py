@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable, Iterator
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -188,6 +188,14 @@ class Client(_API, JobsAPI, ModelsAPI):
             resp.close()
         return decode_body(resp)
 
+    def call_traced(self, deployment: str, handler: str, /, **inputs: Any) -> Traced:
+        """``call`` that also returns the request id the gateway gave the answer (what
+        ``feedback`` names): ``Traced(answer, request_id)``. Not for streams."""
+        request = self._http.build_request(
+            "POST", f"/run/{_seg(deployment)}/{handler.lstrip('/')}", json=inputs)
+        resp = self._send(request)
+        return Traced(decode_body(resp), resp.headers.get("x-leptonic-request-id", ""))
+
     def _events(self, resp: httpx.Response) -> Iterator[Any]:
         decoder = SSEDecoder()
         try:
@@ -303,6 +311,13 @@ class AsyncClient(_API, JobsAPI, ModelsAPI):
         iterator), or ``async for item in client.call(...)`` straight over a stream."""
         return PendingCall(self._call(deployment, handler, inputs), handler)
 
+    async def call_traced(self, deployment: str, handler: str, /, **inputs: Any) -> Traced:
+        """See ``Client.call_traced``."""
+        request = self._http.build_request(
+            "POST", f"/run/{_seg(deployment)}/{handler.lstrip('/')}", json=inputs)
+        resp = await self._send(request)
+        return Traced(decode_body(resp), resp.headers.get("x-leptonic-request-id", ""))
+
     async def _call(self, deployment: str, handler: str, inputs: dict[str, Any]) -> Any:
         request = self._http.build_request(
             "POST", f"/run/{_seg(deployment)}/{handler.lstrip('/')}", json=inputs)
@@ -334,6 +349,13 @@ class AsyncClient(_API, JobsAPI, ModelsAPI):
         return AsyncDeploymentHandle(self, name)
 
 
+class Traced(NamedTuple):
+    """A handler's answer and the request id the gateway gave it."""
+
+    answer: Any
+    request_id: str
+
+
 class DeploymentHandle:
     """Calls a deployment's handlers as methods: ``handle.embed(texts=["a"])``.
 
@@ -346,6 +368,17 @@ class DeploymentHandle:
 
     def call(self, handler: str, /, **inputs: Any) -> Any:
         return self._client.call(self.name, handler, **inputs)
+
+    def traced(self, handler: str, /, **inputs: Any) -> Traced:
+        """The answer and its request id: ``handle.traced("predict", features=[...])``."""
+        return self._client.call_traced(self.name, handler, **inputs)
+
+    def feedback(self, items: Iterable[Any]) -> Any:
+        """The truth of earlier answers (see ``Client.feedback``)."""
+        return self._client.feedback(self.name, items)
+
+    def model_metrics(self, window: str = "1h") -> Any:
+        return self._client.model_metrics(self.name, window)
 
     def __getattr__(self, handler: str) -> Callable[..., Any]:
         if handler.startswith("_"):
@@ -400,6 +433,15 @@ class AsyncDeploymentHandle:
 
     def call(self, handler: str, /, **inputs: Any) -> PendingCall:
         return self._client.call(self.name, handler, **inputs)
+
+    def traced(self, handler: str, /, **inputs: Any) -> Coroutine[Any, Any, Traced]:
+        return self._client.call_traced(self.name, handler, **inputs)
+
+    def feedback(self, items: Iterable[Any]) -> Any:
+        return self._client.feedback(self.name, items)
+
+    def model_metrics(self, window: str = "1h") -> Any:
+        return self._client.model_metrics(self.name, window)
 
     def __getattr__(self, handler: str) -> Callable[..., Any]:
         if handler.startswith("_"):

@@ -44,7 +44,18 @@ DEPLOYMENT_METRICS: dict[str, str] = {
     "power_watts": "power attributed to the replicas (their share of their nodes'), W",
     "forecast_rps": "request rate the predictive autoscaler expects by a new replica's start",
     "energy_joules": "energy attributed to the replicas so far, J (a running total)",
+    # a deployment of a registered model (--model), over the live window
+    "accuracy": "live accuracy of the answers whose truth came back (0..1)",
+    "f1": "live macro F1 of the answers whose truth came back (0..1)",
+    "drift_share": "share of the model's features that drifted from its reference (0..1)",
+    "labelled": "answers with their truth back, in the window",
+    "predictions": "answers sampled for monitoring, in the window",
+    "mae": "live mean absolute error of a regressor",
+    "rmse": "live root mean squared error of a regressor",
+    "r2": "live R2 of a regressor",
 }
+#: ``psi(FEATURE)``: the PSI of one feature of a model deployment (0.1 moderate, 0.25 major)
+PSI_PREFIX = "psi:"
 #: metrics of one node a rule can use
 NODE_METRICS: dict[str, str] = {
     "node_up": "1 while the node sends heartbeats, 0 once it stopped (node down)",
@@ -66,6 +77,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 _TOKEN_RE = re.compile(r"""
     \s*(?:
       (?P<cmp>>=|<=|==|!=|>|<)
+    | psi\(\s*(?:"(?P<qfeat>[^"]{1,200})"|(?P<feat>[A-Za-z_][A-Za-z0-9_.\-]*))\s*\)
     | (?P<func>[a-z]+)\(\s*(?P<fmetric>[a-z_0-9]+)\s*\[\s*(?P<window>[^\]]+)\]\s*\)
     | (?P<number>-?\d+(?:\.\d+)?)\s*(?P<unit>%|ms|s)?
     | (?P<metric>[a-z_][a-z_0-9]*)
@@ -138,6 +150,9 @@ def _value(operand: Operand, lookup: Lookup) -> float | None:
 
 
 def _operand(match: re.Match[str], text: str) -> Operand:
+    feature = match.group("qfeat") or match.group("feat")
+    if feature is not None:
+        return MetricRef(PSI_PREFIX + feature)
     if match.group("number") is not None:
         value = float(match.group("number"))
         unit = match.group("unit")

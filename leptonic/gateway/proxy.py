@@ -406,7 +406,7 @@ class Gateway:
         after_host = bytes(forwarded) + b"".join(tail)
 
         await self._forward(deployment, route, request_line, after_host,
-                            body, method == "HEAD", receive, send)
+                            body, method == "HEAD", receive, send, request_id)
 
     async def _hold(self, deployment: str, hold: Hold) -> Route | str:
         """Wait for a ready replica of ``deployment`` (scaled to zero, one is starting);
@@ -470,6 +470,7 @@ class Gateway:
         head_only: bool,
         receive: Receive,
         send: Send,
+        request_id: bytes = b"",
     ) -> None:
         metrics = self.metrics
         latency, in_flight = metrics.deployment(deployment)
@@ -555,7 +556,7 @@ class Gateway:
                         continue
                     latency.observe(elapsed)
                     self._record(deployment, group, resp.status, elapsed)
-                    await self._relay(deployment, upstream, resp, receive, send)
+                    await self._relay(deployment, upstream, resp, receive, send, request_id)
                     return
                 finally:
                     n = outstanding[rid] - 1
@@ -588,10 +589,14 @@ class Gateway:
         metrics.request(deployment, 502)
 
     async def _relay(self, deployment: str, upstream: Upstream, resp: Any, receive: Receive,
-                     send: Send) -> None:
-        """Send the replica's response to the client: at once if complete, else streamed."""
+                     send: Send, request_id: bytes = b"") -> None:
+        """Send the replica's response to the client: at once if complete, else streamed.
+        It carries the replica that answered and the request's id (the one feedback on a
+        model's answer names)."""
         headers = resp.headers
         headers.append((b"x-leptonic-replica", upstream.replica_header))
+        if request_id:
+            headers.append((b"x-leptonic-request-id", request_id))
         status = resp.status
         try:
             if resp.complete:

@@ -39,6 +39,7 @@ from leptonic.observe.metrics import (
     queue_depth,
 )
 from leptonic.observe.models import SeriesResult
+from leptonic.observe.monitor import ModelMonitor, MonitorCollector
 from leptonic.observe.notify import Notifier
 from leptonic.observe.series import (
     ReplicaStat,
@@ -82,6 +83,10 @@ class Observability:
                              if getattr(backend, "name", "") == "local" else None,
                              max_gap_s=max(60.0, 5 * self.settings.interval_s))
         registry.register(EnergyCollector(self.energy))
+        self.monitor = ModelMonitor(platform.store, timeout_s=self.settings.scrape_timeout_s,
+                                    clock=clock)
+        self.monitor_collector = MonitorCollector()
+        registry.register(self.monitor_collector)
         self.notifier = notifier or Notifier(self.settings.smtp, self.settings.notify_timeout_s)
         self.engine = AlertEngine(self.store, self.ostore, self.settings, clock,
                                   dashboard_url=platform.settings.url)
@@ -117,6 +122,7 @@ class Observability:
                 await task
         self._tasks = []
         await self.scraper.aclose()
+        await self.monitor.aclose()
         await self.notifier.aclose()
         await self._guarded("energy", lambda: asyncio.to_thread(self.energy.stop,
                                                                 self.clock()))
@@ -191,6 +197,8 @@ class Observability:
                                          "node_cpu_percent": n.cpu_percent,
                                          "node_memory_percent": n.memory_percent}
         self.sampler.forget({d.name for d in live}, {s.replica for s in stats})
+        await self._guarded("models", lambda: self._watch_models(now, live, replicas,
+                                                                 samples))
         await self._guarded("energy", lambda: self._account_energy(now, nodes, replicas,
                                                                    samples))
         self.latest, self.latest_at = samples, now
@@ -203,6 +211,23 @@ class Observability:
         if now - self._last_compact >= max(60.0, self.settings.interval_s):
             self._last_compact = now
             await self._guarded("compact", lambda: asyncio.to_thread(self.compact, now))
+
+    async def _watch_models(self, now: float, live: list[Deployment], replicas: list[Replica],
+                            samples: dict[str, Sample]) -> None:
+        """Read the model deployments' samples; their live figures into the series."""
+        models = [d for d in live if d.spec.model is not None]
+        self.monitor.forget({d.name for d in models})
+        if not models:
+            self.monitor_collector.figures = {}
+            return
+        await self.monitor.pull(models, replicas)
+        figures = {}
+        for d in models:
+            f = await asyncio.to_thread(self.monitor.metrics, d, self.settings.model_window_s,
+                                        now)
+            figures[d.name] = f
+            samples.setdefault(f"deployment/{d.name}", {}).update(self.monitor.series(f))
+        self.monitor_collector.figures = figures
 
     async def _account_energy(self, now: float, nodes: list[Node], replicas: list[Replica],
                               samples: dict[str, Sample]) -> None:

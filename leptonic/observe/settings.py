@@ -64,6 +64,8 @@ class ObserveSettings:
     log_backups: int = 3
     log_dir_max_bytes: int = 1 << 30
     log_check_s: float = 10.0
+    #: live model figures (accuracy, F1, drift) in the series cover the answers this old
+    model_window_s: float = 3600.0
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
     @property
@@ -82,7 +84,8 @@ class ObserveSettings:
                      "LEPTONIC_NODE_DOWN_AFTER": "node_down_after_s",
                      "LEPTONIC_NOTIFY_BACKOFF": "notify_backoff_s",
                      "LEPTONIC_NOTIFY_BACKOFF_MAX": "notify_backoff_max_s",
-                     "LEPTONIC_LOG_CHECK_INTERVAL": "log_check_s"}
+                     "LEPTONIC_LOG_CHECK_INTERVAL": "log_check_s",
+                     "LEPTONIC_MODEL_WINDOW": "model_window_s"}
         for var, name in durations.items():
             if env.get(var):
                 kw[name] = parse_duration(env[var], var)

@@ -47,6 +47,8 @@ from leptonic.photon.batching import BatchConfig, Batcher, QueueFull, default_ma
 from leptonic.photon.handler import HandlerSignature
 from leptonic.photon.openapi import openapi_document, swagger_ui_html
 from leptonic.photon.photon import Photon
+from leptonic.photon.sample import MAX_READ, Sample, parse_query
+from leptonic.photon.sample import PATH as SAMPLE_PATH
 from leptonic.photon.workers import HandlerTimeout, WorkerPool
 
 log = logging.getLogger("leptonic.photon.runner")
@@ -69,6 +71,13 @@ _PROBLEM = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no")]
 _END = object()
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v)
+    return b""
 
 
 class _TooLarge(Exception):
@@ -253,6 +262,7 @@ class PhotonApp:
         self.endpoints = {ep.path: ep for ep in self._all_endpoints}
         self._init_task: asyncio.Task[None] | None = None
         self._openapi: bytes | None = None
+        self.sample = Sample.from_env()     # model monitoring's inputs and answers
         self._gets: dict[str, Callable[[Send], Awaitable[None]]] = {
             "/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics,
             "/openapi.json": self._openapi_json, "/docs": self._docs,
@@ -363,6 +373,11 @@ class PhotonApp:
                     await _send_problem(send, 405, "Method not allowed",
                                         f"handler {ep.name!r} answers POST {ep.path}",
                                         headers=[(b"allow", b"POST")])
+                return
+            if path == SAMPLE_PATH and method == "GET":
+                q = parse_query(scope.get("query_string", b""))
+                await _send_json(send, 200, self.sample.read(q.get("after", 0),
+                                                             q.get("limit", MAX_READ)))
                 return
             get = self._gets.get(path)
             if get is not None:
@@ -476,6 +491,8 @@ class PhotonApp:
             payload = ep.dump(result)
         except Exception as exc:
             return await self._handler_failed(ep, exc, scope, send)
+        if ep.name in self.sample.handlers and not isinstance(result, Exception):
+            self.sample.record(ep.name, _header(scope, b"x-request-id"), body, payload)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})

@@ -313,3 +313,35 @@ def test_a_bad_model_reference_creates_no_deployment(api: TestClient, body: dict
 
 def test_the_cli_refuses_a_deployment_without_photon_or_model(cli: Any) -> None:
     one_line_error(cli("deployment", "create", "--name", "svc"), "one of them")
+
+
+def test_feedback_and_model_metrics_refuse_bad_input(api: TestClient, cli: Any) -> None:
+    _register_two(api)
+    ok_json(cli("deployment", "create", "--name", "svc", "--model", "iris@1", "--no-wait",
+                "-o", "json"))
+    ok_json(cli("deployment", "create", "--name", "echo", "--photon", "builtin:echo",
+                "--no-wait", "-o", "json"))
+    # nothing sampled yet (fake replicas): every id is unknown, counted, not a failure
+    r = api.post("/api/v1/deployments/svc/feedback",
+                 json={"items": [{"request_id": "a", "truth": 1},
+                                 {"request_id": "b", "truth": "setosa"}]})
+    assert r.status_code == 200, r.text
+    assert (r.json()["matched"], r.json()["unknown"]) == (0, 2)
+    figures = api.get("/api/v1/deployments/svc/model-metrics").json()
+    assert (figures["model"], figures["version"], figures["labelled"]) == ("iris", 1, 0)
+    assert figures["accuracy"] is None
+    assert figures["feedback"]["unknown"] == 2
+    for path, body, code, says in [
+        ("echo/feedback", {"items": []}, 422, "not a registered model"),
+        ("ghost/feedback", {"items": []}, 404, "ghost"),
+        ("svc/feedback", {"items": [{"request_id": "", "truth": 1}]}, 422, "request_id"),
+        ("svc/feedback", {"items": [{"truth": 1}]}, 422, "request_id"),
+        ("svc/feedback", {"items": [{"request_id": "a", "truth": [1]}]}, 422, "truth"),
+    ]:
+        r = api.post(f"/api/v1/deployments/{path}", json=body)
+        assert r.status_code == code, (path, r.text)
+        assert says in r.text
+    for window, says in (("a week", "invalid window"), ("0s", "between 1s and 30d")):
+        r = api.get("/api/v1/deployments/svc/model-metrics", params={"window": window})
+        assert r.status_code == 422
+        assert says in r.json()["detail"]

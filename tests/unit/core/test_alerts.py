@@ -31,6 +31,13 @@ from leptonic.errors import InvalidInput
      "deployment"),
     ("node_up == 0", MetricRef("node_up"), "==", Number(0), "node"),
     ("  90 < node_cpu_percent ", Number(90), "<", MetricRef("node_cpu_percent"), "node"),
+    ("accuracy < 0.9", MetricRef("accuracy"), "<", Number(0.9), "deployment"),
+    ("f1 < 85%", MetricRef("f1"), "<", Number(0.85), "deployment"),
+    ("drift_share > 0.5", MetricRef("drift_share"), ">", Number(0.5), "deployment"),
+    ("psi(petal_width) > 0.25", MetricRef("psi:petal_width"), ">", Number(0.25),
+     "deployment"),
+    ('psi( "sepal length (cm)" ) >= 0.1', MetricRef("psi:sepal length (cm)"), ">=",
+     Number(0.1), "deployment"),
 ])
 def test_parse(text: str, left: object, op: str, right: object, scope: str) -> None:
     expr = parse_expr(text)
@@ -48,6 +55,8 @@ def test_parse(text: str, left: object, op: str, right: object, scope: str) -> N
     ("error_rate > 5% and restarts > 1", "must compare two things"),
     ("error_rate > 5 # x", "cannot read"),
     ("error_rate >> 5", "must compare two things"),
+    ("psi() > 0.25", "cannot read"),
+    ("psi(a b) > 0.25", "cannot read"),
 ])
 def test_parse_rejects_with_a_reason(text: str, says: str) -> None:
     with pytest.raises(InvalidInput, match=says):

@@ -69,15 +69,18 @@ async def test_request_and_response_pass_through(upstreams: Replicas) -> None:
     assert seen["host"] == upstream_url.removeprefix("http://")
     assert resp.headers["x-leptonic-replica"] == payload["replica"]
     assert resp.headers["x-upstream"] == payload["replica"]
+    assert resp.headers["x-leptonic-request-id"] == "req-42"     # what feedback names
 
 
 async def test_request_id_is_generated_when_absent(upstreams: Replicas) -> None:
     async with gateway_client(table_of(upstreams)) as (client, _):
-        first = (await client.get("/run/echo/echo")).json()
-        second = (await client.get("/run/echo/echo")).json()
+        r1, r2 = await client.get("/run/echo/echo"), await client.get("/run/echo/echo")
+    first, second = r1.json(), r2.json()
     ids = {headers_of(first)["x-request-id"], headers_of(second)["x-request-id"]}
     assert len(ids) == 2
     assert all(len(i) == 32 for i in ids)
+    # the client gets the id the replica saw
+    assert r1.headers["x-leptonic-request-id"] == headers_of(first)["x-request-id"]
 
 
 @pytest.mark.parametrize("status", [201, 404, 500, 503])
