@@ -79,7 +79,8 @@ def follow_alias(platform: Any, model: str, alias: str, version: ModelVersion,
         if m is None or d.deleting or m.model != model or m.alias != alias \
                 or m.version == version.version:
             continue
-        serving = serving_for(platform, m.ref, version)
+        serving = serving_for(platform, m.ref, version).model_copy(
+            update={"monitor": m.monitor})
         for _ in range(_TRIES):
             current: Deployment = store.get_deployment(d.name)
             spec = current.spec.model_copy(update={"model": serving})

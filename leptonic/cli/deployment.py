@@ -130,6 +130,9 @@ def create(
     name: Annotated[str, typer.Option("--name", "-n", help="Deployment name (a slug).")],
     photon: PhotonOpt = None,
     model: ModelOpt = None,
+    no_monitor: Annotated[bool, typer.Option(
+        "--no-monitor", help="With --model: do not sample its answers (no live accuracy "
+        "or drift).")] = False,
     replicas: Annotated[int, typer.Option(min=0, help="Replicas to run.")] = 1,
     env: EnvOpt = None,
     secret: Annotated[list[str] | None, typer.Option(
@@ -151,6 +154,7 @@ def create(
     with connect(opts) as client:
         dep = client.create_deployment(name, photon, replicas, parse_env(env) or {},
                                        secrets=secret or (), public=public, model=model,
+                                       monitor=False if no_monitor else None,
                                        **(spec or {}))
         if not no_wait:
             dep = _wait(client, opts, name, timeout)

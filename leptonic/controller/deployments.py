@@ -447,10 +447,9 @@ class DeploymentReconciler:
         else:
             pv = await self.ctx.db(self.ctx.store.get_photon, spec.photon, spec.photon_version)
             entry, bundle = pv.entry, str(self.ctx.artifacts.path(pv.digest))
-        # a model's answers are sampled for monitoring unless the deployment's env says
-        # LEPTONIC_MONITOR= (nothing)
-        env = {**({"LEPTONIC_MONITOR": "predict"} if model_env else {}), **spec.env,
-               **model_env}
+        if spec.model is not None and spec.model.monitor:
+            model_env["LEPTONIC_MONITOR"] = "predict"     # its answers are sampled
+        env = {**spec.env, **model_env}
         for secret in spec.secrets:         # decrypted only here, on the way to the process
             if self.ctx.secrets is None:
                 raise BackendError(f"secret {secret!r} is needed but this platform has no "

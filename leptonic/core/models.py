@@ -304,6 +304,7 @@ class ModelServing(BaseModel):
     path_env: str                    # the variable it reads the file's path from
     artifact: str                    # the file's name inside the bundle
     digest: str                      # the bundle's artifact digest
+    monitor: bool = True             # its answers are sampled for live monitoring
 
 
 class DeploymentSpec(BaseModel):

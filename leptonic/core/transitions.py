@@ -56,7 +56,8 @@ def template_hash(spec: DeploymentSpec) -> str:
     if runtime:                 # limits, timeouts: the replicas must be started anew
         parts.append(runtime)
     if spec.model is not None:  # another model version is another template
-        parts.append({"model": [spec.model.model, spec.model.version, spec.model.digest]})
+        parts.append({"model": [spec.model.model, spec.model.version, spec.model.digest,
+                                spec.model.monitor]})
     raw = json.dumps(parts)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 

@@ -48,6 +48,8 @@ class DeploymentCreate(BaseModel):
     model: str | None = Field(default=None, description="NAME@ALIAS or NAME@VERSION: serve "
                               "a registered model (instead of a photon); an alias is "
                               "followed as it moves")
+    monitor: bool = Field(default=True, description="with model: sample its answers for "
+                          "live accuracy and drift (feedback, model-metrics)")
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     env: dict[str, str] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, max_length=100,
@@ -77,6 +79,7 @@ class DeploymentPatch(BaseModel):
     photon: str | None = None
     model: str | None = Field(default=None, description="serve this model version or alias "
                               "instead (NAME@ALIAS or NAME@VERSION)")
+    monitor: bool | None = Field(default=None, description="sample the model's answers")
     replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
     env: dict[str, str] | None = None
     secrets: list[str] | None = Field(default=None, max_length=100)
@@ -272,9 +275,12 @@ def create_deployment(body: DeploymentCreate, response: Response,
         raise InvalidInput("give a photon (--photon) or a registered model (--model "
                            "NAME@champion), one of them")
     if body.model is not None:
-        serving = serving_for(platform, body.model)
+        serving = serving_for(platform, body.model).model_copy(
+            update={"monitor": body.monitor})
         photon, version = serving.photon, 0
     else:
+        if not body.monitor:
+            raise InvalidInput("monitor is for a deployment of a registered model (--model)")
         photon, version = resolve_photon(platform, str(body.photon))
     extra: dict[str, Any] = {k: v for k, v in (
         ("strategy", body.strategy), ("autoscaling", body.autoscaling),
@@ -363,6 +369,13 @@ def _patched(platform: Any, name: str, current: Deployment, body: DeploymentPatc
     if body.model is not None:
         changes["model"] = serving_for(platform, body.model)
         changes["photon"], changes["photon_version"] = changes["model"].photon, 0
+    served = changes.get("model", current.spec.model)
+    if body.monitor is not None and served is None:
+        raise InvalidInput("monitor is for a deployment of a registered model (--model)")
+    if served is not None and (body.monitor is not None or "model" in changes):
+        keep = current.spec.model.monitor if current.spec.model else True
+        changes["model"] = served.model_copy(update={
+            "monitor": keep if body.monitor is None else body.monitor})
     if body.replicas is not None:
         changes["replicas"] = body.replicas
     if body.env is not None:
