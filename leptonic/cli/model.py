@@ -379,3 +379,74 @@ def evaluate(
             return
         result = _finished(opts, client, started, timeout)
     _show_report(opts, result, f"evaluated {ref} on {dataset} (job {started.name})")
+
+
+def _live_view(f: dict[str, Any]) -> object:
+    from rich.console import Group
+
+    def share(v: Any) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    drift = f["drift"]
+    head = fields([
+        ("deployment", f"{f['deployment']} serves {f['model']}@{f['version']}"),
+        ("window", f"{f['window_s']:g}s"),
+        ("accuracy", share(f.get("accuracy"))), ("f1 (macro)", share(f.get("f1"))),
+        *([("mae / rmse / r2", f"{share(f['mae'])} / {share(f['rmse'])} / {share(f['r2'])}")]
+          if f.get("mae") is not None else []),
+        ("labelled", f"{f['labelled']} of {f['predictions']} answers "
+                     f"({f['pending']} waiting for truth)"),
+        ("feedback", ", ".join(f"{k} {v}" for k, v in f["feedback"].items())),
+        ("drift share", share(drift.get("share")) + (" (drifted)" if drift.get("drifted")
+                                                       else ""))])
+    rows = [(name, share(d.get("psi")), d.get("test") or d.get("reason") or "-",
+             share(d.get("statistic")), "yes" if d.get("drifted") else "no")
+            for name, d in sorted(drift["features"].items())]
+    return Group(head, table(["FEATURE", "PSI", "TEST", "STATISTIC", "DRIFTED"], rows)
+                 if rows else "")
+
+
+@app.command("metrics")
+def metrics_(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(help="A deployment of a registered model.")],
+    window: Annotated[str, typer.Option("--window", "-w", help="How far back: 30m, 1h, "
+                                        "1d.")] = "1h",
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Live accuracy, F1 and drift per feature of a deployed model."""
+    opts = options(ctx, output, url, token)
+    with connect(opts) as client:
+        figures = client.model_metrics(deployment, window)
+    show(opts, figures, _live_view)
+
+
+@app.command("feedback")
+def feedback(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(help="A deployment of a registered model.")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="JSON Lines: one "
+                                       '{"request_id": ..., "truth": ...} per line.')],
+    output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Send the truth of earlier answers (by their x-leptonic-request-id)."""
+    opts = options(ctx, output, url, token)
+    try:
+        lines = [line for line in file.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        fail(f"cannot read --file {file}: {exc.strerror}")
+    items = []
+    for n, line in enumerate(lines, 1):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            fail(f"--file {file} line {n} is not JSON; write one "
+                 '{"request_id": ..., "truth": ...} per line')
+        if not isinstance(item, dict) or "request_id" not in item or "truth" not in item:
+            fail(f"--file {file} line {n} needs request_id and truth")
+        items.append(item)
+    with connect(opts) as client:
+        result = client.feedback(deployment, items)
+    show(opts, result, lambda r: f"{r['matched']} of {r['items']} matched; {r['unknown']} "
+                                 f"unknown, {r['expired']} expired, {r['duplicate']} "
+                                 "duplicate")

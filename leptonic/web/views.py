@@ -19,6 +19,7 @@ from starlette.templating import Jinja2Templates
 from leptonic import __version__
 from leptonic.core.alerts import parse_duration
 from leptonic.core.models import Deployment, Job, NodeState, check_name
+from leptonic.core.registry import KEY_METRICS, RegisteredModel
 from leptonic.errors import LeptonicError
 from leptonic.observe.logs import compile_grep, search_file
 from leptonic.observe.notify import redact
@@ -240,6 +241,64 @@ def job_page(request: Request, name: str) -> Response:
         return _page(request, "error.html", status=404, principal=principal,
                      title="Not found", detail=f"job {name!r} does not exist", nav="jobs")
     return _page(request, "job.html", principal=principal, job=job, nav="jobs")
+
+
+@router.get("/ui/models", response_class=HTMLResponse)
+def models_page(request: Request) -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    served: dict[str, list[Deployment]] = {}
+    for d in platform.store.list_deployments():
+        if d.spec.model is not None and not d.deleting:
+            served.setdefault(d.spec.model.model, []).append(d)
+    return _page(request, "models.html", principal=principal, nav="models",
+                 models=platform.store.list_models(), served=served)
+
+
+def _model_or_none(platform: Any, name: str) -> RegisteredModel | None:
+    try:
+        check_name(name, "model name")
+        model: RegisteredModel = platform.store.get_model(name)
+    except LeptonicError:
+        return None
+    return model
+
+
+def _live(platform: Any, name: str) -> list[dict[str, Any]]:
+    """The live figures of every deployment serving model ``name`` (as sampled last)."""
+    monitor = platform.observe.monitor
+    return [monitor.metrics(d, platform.observe.settings.model_window_s)
+            for d in platform.store.list_deployments()
+            if d.spec.model is not None and d.spec.model.model == name and not d.deleting]
+
+
+@router.get("/ui/models/{name}", response_class=HTMLResponse)
+def model_page(request: Request, name: str) -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    model = _model_or_none(platform, name)
+    if model is None:
+        return _page(request, "error.html", status=404, principal=principal,
+                     title="Not found", detail=f"model {name!r} does not exist", nav="models")
+    return _page(request, "model.html", principal=principal, nav="models", model=model,
+                 key_metrics=(*KEY_METRICS, "rmse", "mae"),
+                 history=platform.store.model_alias_history(name), live=_live(platform, name),
+                 events=platform.store.list_events(f"model/{name}", 30))
+
+
+@router.get("/ui/fragments/models/{name}/live", response_class=HTMLResponse)
+def model_live_fragment(request: Request, name: str) -> Response:
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    if _model_or_none(platform, name) is None:
+        return _page(request, "_gone.html", status=404, name=name)
+    return _page(request, "_model_live.html", live=_live(platform, name),
+                 model={"name": name})
 
 
 # -- fragments (htmx polls these) -------------------------------------------------------

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import RunningPlatform, running_platform
+from tests.e2e.harness import REPO, RunningPlatform, running_platform
 from tests.e2e.test_observe import FAST, Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+ARTIFACTS = REPO / "test-artifacts"
 sklearn = pytest.importorskip("sklearn")
 
 
@@ -93,6 +94,8 @@ def test_train_register_gate_deploy_feedback_and_drift_alert(platform: RunningPl
         assert live["accuracy"] == pytest.approx(offline)
         assert live["drift"]["share"] == 0.0
 
+        _model_page_in_a_browser(p, live["accuracy"])
+
         # shifted inputs: every feature moves by three of its standard deviations
         shifted = X + 3 * X.std(axis=0)
         for x in shifted[:120]:
@@ -123,3 +126,30 @@ def test_train_register_gate_deploy_feedback_and_drift_alert(platform: RunningPl
     assert p.api("GET", "/deployments/irisd").json()["spec"]["model"]["version"] == 2
     with Client(url=p.url, token=p.token) as again:
         assert again.deployment("irisd").predict(features=X[0].tolist()) in (0, 1, 2)
+
+
+def _model_page_in_a_browser(p: RunningPlatform, accuracy: float) -> None:
+    """The model's dashboard page in headless Chromium shows the live accuracy."""
+    from tests.e2e.sysdeps import CHROMIUM_FLAGS, require_binary, require_playwright
+
+    chromium = require_binary("chromium")
+    sync_playwright = require_playwright()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(20_000)
+            page.goto(p.url + "/ui/models")
+            page.fill("input[name=token]", p.token)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/ui/models")
+            page.click("a[href='/ui/models/iris']")
+            page.wait_for_url("**/ui/models/iris")
+            shown = page.locator("[data-live=irisd] dd[data-metric=accuracy]")
+            shown.wait_for()
+            assert shown.inner_text().strip() == f"{accuracy * 100:.2f}%"
+            assert page.locator("tr[data-version='2']").count() == 1
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-model.png"), full_page=True)
+        finally:
+            browser.close()

@@ -345,3 +345,49 @@ def test_feedback_and_model_metrics_refuse_bad_input(api: TestClient, cli: Any) 
         r = api.get("/api/v1/deployments/svc/model-metrics", params={"window": window})
         assert r.status_code == 422
         assert says in r.json()["detail"]
+
+
+def test_the_dashboard_shows_models_versions_aliases_and_live_figures(
+        api: TestClient, platform: Platform, cli: Any) -> None:
+    _register_two(api)
+    assert api.put("/api/v1/models/iris/aliases/champion",
+                   json={"version": 1}).status_code == 200
+    ok_json(cli("deployment", "create", "--name", "svc", "--model", "iris@champion",
+                "--no-wait", "-o", "json"))
+    web = TestClient(platform, base_url="http://testserver", follow_redirects=False)
+    assert web.get("/ui/models").status_code == 303              # a session first
+    token = api.headers["Authorization"].split()[1]
+    assert web.post("/login", data={"token": token, "next": "/"}).status_code == 303
+    listing = web.get("/ui/models").text
+    assert 'href="/ui/models/iris"' in listing
+    assert "champion=v1" in listing
+    assert 'href="/ui/deployments/svc"' in listing
+    page = web.get("/ui/models/iris")
+    assert page.status_code == 200
+    assert 'data-version="2"' in page.text
+    assert "accuracy 0.97" in page.text
+    assert "svc</a> serves v1" in page.text
+    live = web.get("/ui/fragments/models/iris/live").text
+    assert 'data-live="svc"' in live
+    assert web.get("/ui/models/ghost").status_code == 404
+    assert web.get("/ui/fragments/models/ghost/live").status_code == 404
+
+
+def test_the_cli_shows_live_figures_and_sends_feedback(api: TestClient, cli: Any,
+                                                       tmp_path: Path) -> None:
+    _register_two(api)
+    ok_json(cli("deployment", "create", "--name", "svc", "--model", "iris@1", "--no-wait",
+                "-o", "json"))
+    shown = cli("model", "metrics", "svc")
+    assert shown.exit_code == 0, shown.output
+    assert "svc serves iris@1" in shown.stdout
+    assert ok_json(cli("model", "metrics", "svc", "--window", "30m", "-o",
+                       "json"))["window_s"] == 1800
+    truth = tmp_path / "truth.jsonl"
+    truth.write_text('{"request_id": "r1", "truth": 0}\n\n{"request_id": "r2", "truth": 2}\n')
+    sent = ok_json(cli("model", "feedback", "svc", "--file", str(truth), "-o", "json"))
+    assert (sent["items"], sent["unknown"]) == (2, 2)
+    truth.write_text('{"request_id": "r1"}\n')
+    one_line_error(cli("model", "feedback", "svc", "--file", str(truth)),
+                   "line 1 needs request_id and truth")
+    one_line_error(cli("model", "metrics", "svc", "--window", "soon"), "invalid window")
