@@ -239,3 +239,17 @@ def test_the_program_exits_2_with_one_line_for_bad_params(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ")
     assert "'C' parameter of SVC" in err[-1]
+
+
+def test_training_on_digits_reports_ten_classes(tmp_path: Path) -> None:
+    from leptonic.models.train import train
+
+    task = TrainTask(model="digits", dataset="sklearn:digits",
+                     estimator="sklearn.tree.DecisionTreeClassifier",
+                     params={"random_state": 0, "max_depth": 8}, cv=2)
+    report = train(task, tmp_path, tmp_path / "out")
+    assert report["labels"] == list(range(10))
+    assert len(report["confusion_matrix"]) == 10
+    assert report["rows"] == 450                      # a quarter of 1,797, rounded up
+    assert 0.6 < report["metrics"]["accuracy"] <= 1.0
+    assert "roc_auc" in report["metrics"]
