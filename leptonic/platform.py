@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from leptonic.auth.tokens import NeedsStore
 from leptonic.config import Settings
 from leptonic.controller.consolidation import Consolidator
 from leptonic.controller.context import ControllerContext
@@ -123,9 +124,10 @@ class Platform:
         address); otherwise a coroutine that asks the store in a worker thread, so a
         request never holds the loop on a store query."""
         verifier = self.verifier
-        if verifier.answers_from_memory(token, client):
-            return verifier.authorize_run(token, deployment, client)
-        return asyncio.to_thread(verifier.authorize_run, token, deployment, client)
+        try:
+            return verifier.authorize_run(token, deployment, client, memory_only=True)
+        except NeedsStore:
+            return asyncio.to_thread(verifier.authorize_run, token, deployment, client)
 
     def publish_routes(self, routes: Routes) -> None:
         self.routes.replace_routes(routes)

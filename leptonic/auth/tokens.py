@@ -202,10 +202,13 @@ class TokenVerifier:
         with self._lock:
             self._negative.pop(digest, None)
 
-    def authenticate(self, token: str | None, client: str | None = None) -> Principal | None:
+    def authenticate(self, token: str | None, client: str | None = None, *,
+                     memory_only: bool = False) -> Principal | None:
         """The principal of ``token``, or None. With ``client`` (the caller's address) a
         bad token counts against that address, and an address over the limit gets
-        :class:`TooManyRequests` (with ``retry_after``) for any token not known valid."""
+        :class:`TooManyRequests` (with ``retry_after``) for any token not known valid.
+        With ``memory_only``, :class:`NeedsStore` where the answer needs a store query
+        (nothing is counted then: ask again without it, off the event loop)."""
         if not token:
             return None
         now = time.monotonic()
@@ -221,6 +224,8 @@ class TokenVerifier:
         if not digest or not could_exist(token) or self._known_bad(digest, now):
             self._failed(client, now)
             return None
+        if memory_only:
+            raise NeedsStore
         principal = self._load(digest)
         with self._lock:
             if principal is None:
@@ -238,24 +243,9 @@ class TokenVerifier:
             return None
         return _unexpired(principal)
 
-    def answers_from_memory(self, token: str | None, client: str | None = None) -> bool:
-        """Whether :meth:`authenticate` would answer ``token`` without a store query: no
-        token, a fresh cached one, one refused by its checksum or the negative cache, or
-        an address over its limit. (False: it may query the store; ask off the loop.)"""
-        if not token:
-            return True
-        now = time.monotonic()
-        digest, hit, fresh = self._lookup(token, now)
-        if fresh:
-            return True
-        if client is not None and hit is None and self.failures.retry_after(client, now):
-            return True
-        return not digest or not could_exist(token) or self._known_bad(digest, now)
-
     def _lookup(self, token: str, now: float) -> tuple[str, Any, bool]:
         """``token``'s digest ("" if too long to be one), its cache entry, and whether
-        that entry is fresh: the steps :meth:`authenticate` and
-        :meth:`answers_from_memory` share."""
+        that entry is fresh."""
         digest = hash_token(token) if len(token) <= 256 else ""
         hit = self._cache.get(digest)
         return digest, hit, hit is not None and hit[1] > now and hit[2] == self._generation
@@ -304,10 +294,13 @@ class TokenVerifier:
         return self.authenticate(token) is not None
 
     def authorize_run(self, token: str | None, deployment: str,
-                      client: str | None = None) -> Refusal | bool:
-        """The gateway's check for ``/run/{deployment}/...`` from address ``client``."""
+                      client: str | None = None, *, memory_only: bool = False
+                      ) -> Refusal | bool:
+        """The gateway's check for ``/run/{deployment}/...`` from address ``client``
+        (``memory_only``: :class:`NeedsStore` rather than a store query; the token is
+        hashed once either way on the common path, a cached token)."""
         try:
-            principal = self.authenticate(token, client)
+            principal = self.authenticate(token, client, memory_only=memory_only)
         except TooManyRequests as exc:
             if self.is_public(deployment):
                 return True         # served as anonymous, and no store query was made
@@ -329,6 +322,10 @@ class TokenVerifier:
                                f"{principal.rate_limit_rps:g} requests/s; retry in {retry}s",
                                ((b"retry-after", str(retry).encode()),))
         return True
+
+
+class NeedsStore(Exception):
+    """A ``memory_only`` check would have to query the store."""
 
 
 def _unexpired(principal: Principal) -> Principal | None:

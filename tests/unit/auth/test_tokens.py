@@ -179,24 +179,59 @@ def test_gateway_check_answers_429_with_retry_after_except_on_public_deployments
 
 def test_the_gateway_asks_the_store_off_the_loop_only_when_memory_cannot_answer(
         store: CountingStore) -> None:
-    """``answers_from_memory`` says when ``authenticate`` would make no store query: the
-    platform then checks on the event loop, else in a worker thread."""
+    """``memory_only`` answers when ``authenticate`` needs no store query (the platform
+    then checks on the event loop) and raises ``NeedsStore`` otherwise (a worker thread)."""
     verifier = TokenVerifier(store)
+
+    def answers_from_memory(token: str | None, client: str | None = None) -> bool:
+        try:
+            verifier.authenticate(token, client, memory_only=True)
+        except tokens.NeedsStore:
+            return False
+        except TooManyRequests:
+            pass
+        return True
+
     valid, _ = create_token(store, "ci", "viewer")
-    assert verifier.answers_from_memory(None)
-    assert verifier.answers_from_memory("")
-    assert verifier.answers_from_memory(bad_checksum())           # refused by its checksum
-    assert not verifier.answers_from_memory(valid)                # not cached yet: the store
+    assert answers_from_memory(None)
+    assert answers_from_memory("")
+    assert answers_from_memory(bad_checksum())           # refused by its checksum
+    assert not answers_from_memory(valid)                # not cached yet: the store
     queries = store.queries
     assert verifier.authenticate(valid) is not None
     assert store.queries == queries + 1
-    assert verifier.answers_from_memory(valid)                    # now cached
+    assert answers_from_memory(valid)                    # now cached
     unknown = old_format()
-    assert not verifier.answers_from_memory(unknown)
+    assert not answers_from_memory(unknown)
     assert verifier.authenticate(unknown) is None
-    assert verifier.answers_from_memory(unknown)                  # negatively cached
+    assert answers_from_memory(unknown)                  # negatively cached
     for _ in range(FAILURE_LIMIT):
         verifier.authenticate(old_format(), ATTACKER)
-    assert verifier.answers_from_memory(old_format(), ATTACKER)   # the address is throttled
+    assert answers_from_memory(old_format(), ATTACKER)   # the address is throttled
     with pytest.raises(TooManyRequests):                          # (and is answered so)
         verifier.authenticate(old_format(), ATTACKER)
+
+
+def test_the_gateways_memory_only_check_hashes_once_and_defers_what_needs_the_store(
+        store: CountingStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The platform's check on the event loop: ``memory_only`` answers from memory, or
+    raises ``NeedsStore`` (then asked again in a worker thread), hashing the token once
+    per request on the common path (a cached token)."""
+    verifier = TokenVerifier(store)
+    valid, _ = create_token(store, "ci", "viewer")
+    queries = store.queries
+    with pytest.raises(tokens.NeedsStore):
+        verifier.authorize_run(valid, "svc", ATTACKER, memory_only=True)
+    assert store.queries == queries                          # nothing asked, nothing counted
+    assert verifier.failures.retry_after(ATTACKER, 0.0) == 0
+    assert verifier.authorize_run(valid, "svc", ATTACKER) is True       # the worker's check
+    hashed = []
+    real = tokens.hash_token
+    monkeypatch.setattr(tokens, "hash_token", lambda t: hashed.append(t) or real(t))
+    assert verifier.authorize_run(valid, "svc", ATTACKER, memory_only=True) is True
+    assert len(hashed) == 1
+    unknown = old_format()
+    with pytest.raises(tokens.NeedsStore):                    # unknown: only the store knows
+        verifier.authorize_run(unknown, "svc", ATTACKER, memory_only=True)
+    assert verifier.authorize_run(unknown, "svc", ATTACKER) is False
+    assert verifier.authorize_run(unknown, "svc", ATTACKER, memory_only=True) is False
