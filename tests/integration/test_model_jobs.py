@@ -391,3 +391,28 @@ def test_the_cli_shows_live_figures_and_sends_feedback(api: TestClient, cli: Any
     one_line_error(cli("model", "feedback", "svc", "--file", str(truth)),
                    "line 1 needs request_id and truth")
     one_line_error(cli("model", "metrics", "svc", "--window", "soon"), "invalid window")
+
+
+def test_moving_the_alias_starts_a_canary_between_the_model_versions(
+        api: TestClient, platform: Platform) -> None:
+    from tests.integration.test_rollouts import wait
+    _register_two(api)
+    assert api.put("/api/v1/models/iris/aliases/champion",
+                   json={"version": 1}).status_code == 200
+    r = api.post("/api/v1/deployments", json={
+        "name": "svc", "model": "iris@champion", "replicas": 2,
+        "strategy": {"type": "canary", "steps": [50], "step_interval_s": 3600,
+                     "analysis": {"min_success_rate": 0.99}}})
+    assert r.status_code == 201, r.text
+    wait(api, "svc", lambda ro: ro["status"]["id"] == 0)
+    assert api.put("/api/v1/models/iris/aliases/champion",
+                   json={"version": 2}).status_code == 200
+    ro = wait(api, "svc", lambda ro: ro["status"]["id"] == 1 and ro["status"]["step"] == 0)
+    st = ro["status"]
+    assert st["strategy"]["type"] == "canary"
+    assert st["target"]["spec"]["model"]["version"] == 2
+    assert st["stable"]["spec"]["model"]["version"] == 1
+    # both versions serve, each from its own bundle
+    backend: Any = platform.backend
+    wait_for(lambda: {x.env.get("LEPTONIC_MODEL") for x in backend.started
+                      if x.deployment == "svc"} == {"iris@1", "iris@2"})
