@@ -30,6 +30,7 @@ from leptonic.api.routes import (
     secrets,
     status,
     training,
+    usage,
 )
 from leptonic.api.routes import metrics as metric_routes
 from leptonic.web import install as install_dashboard
@@ -49,7 +50,7 @@ def create_app(platform: Any) -> Any:
     problems.install(app)
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
     for module in (status, photons, deployments, rollouts, cluster, auth, secrets, audit,
-                   metric_routes, alerts, energy, jobs, models, training, monitoring):
+                   metric_routes, alerts, energy, jobs, models, training, monitoring, usage):
         v1.include_router(module.router)
     app.include_router(v1)
     install_dashboard(app)

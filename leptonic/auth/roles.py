@@ -72,6 +72,17 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("PUT", "/api/v1/nodes/{name}/power"): A,
     ("DELETE", "/api/v1/nodes/{name}/power"): A,
     ("GET", "/api/v1/energy"): V,
+    # usage, prices, budgets
+    ("GET", "/api/v1/usage"): V,
+    ("GET", "/api/v1/usage/events"): V,
+    ("GET", "/api/v1/usage/runs"): V,
+    ("GET", "/api/v1/prices"): V,
+    ("PUT", "/api/v1/prices/{resource}"): A,
+    ("DELETE", "/api/v1/prices/{resource}"): A,
+    ("POST", "/api/v1/budgets"): D,
+    ("GET", "/api/v1/budgets"): V,
+    ("GET", "/api/v1/budgets/{name}"): V,
+    ("DELETE", "/api/v1/budgets/{name}"): D,
     ("GET", "/api/v1/events"): V,
     # the model registry
     ("POST", "/api/v1/models/{name}/versions"): D,

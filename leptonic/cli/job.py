@@ -134,6 +134,10 @@ def create(
         "--node-selector", metavar="KEY=VALUE", show_default=False,
         help="Only nodes with this label (repeatable), as for deployments.")] = None,
     env: EnvOpt = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", "-l", metavar="KEY=VALUE", show_default=False,
+        help="A label for usage and cost (`leptonic usage --by label:KEY`; repeatable).")
+    ] = None,
     secret: Annotated[list[str] | None, typer.Option(
         "--secret", help="A secret given to the attempts as an env variable (repeatable).",
         show_default=False)] = None,
@@ -162,7 +166,7 @@ def create(
             completions=completions, parallelism=parallelism, max_retries=max_retries,
             backoff_s=backoff, deadline_s=deadline, ttl_after_finished_s=ttl,
             priority=priority, resources=resources or None, max_output_mb=max_output_mb,
-            placement=placement or None)
+            placement=placement or None, labels=labels(label or [], "--label"))
         if wait:
             job = wait_with_progress(client, opts, name, timeout)
     show(opts, job, job_fields)

@@ -13,6 +13,9 @@ from leptonic.cli._output import ErrorHandlingGroup, fields, show
 from leptonic.cli.energy import energy as energy_cmd
 from leptonic.cli.init import init as init_cmd
 from leptonic.cli.up import up
+from leptonic.cli.usage import budgets as budget_cli
+from leptonic.cli.usage import prices as price_cli
+from leptonic.cli.usage import usage_app
 
 app = typer.Typer(
     name="leptonic", cls=ErrorHandlingGroup, no_args_is_help=True,
@@ -39,6 +42,9 @@ app.add_typer(model.app, name="model")
 app.add_typer(alert_cli.app, name="alert")
 app.add_typer(simulate_cli.app, name="simulate")
 app.command("energy")(energy_cmd)
+app.add_typer(usage_app, name="usage")
+app.add_typer(price_cli, name="price")
+app.add_typer(budget_cli, name="budget")
 app.command("login")(auth.login)
 app.command("logout")(auth.logout)
 app.command("whoami")(auth.whoami)

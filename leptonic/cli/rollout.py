@@ -203,6 +203,11 @@ SPEC_OPTIONS: dict[str, tuple[Any, tuple[str, ...], Callable[[Any], Any] | None]
     "placement": (_opt(PlacementPolicy, "--placement", "How a node is chosen among those "
                        "that fit: spread, pack, ray-hybrid or energy (default: "
                        f"{DEFAULT_PLACEMENT.value}).", _PLACEMENT), ("placement", "policy"), None),
+    "label": (Annotated[list[str] | None, typer.Option(
+        "--label", "-l", metavar="KEY=VALUE", show_default=False,
+        help="A label for usage and cost (`leptonic usage --by label:KEY`; repeatable; on "
+             "update the labels given replace the current ones).")],
+        ("labels",), lambda v: labels(v, "--label")),
 }
 
 

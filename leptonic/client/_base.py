@@ -813,6 +813,55 @@ class _API:
         -> dict."""
         return self._run(Call("GET", "/energy", params={"since": since}))
 
+    # usage, prices, budgets
+    def usage(self, since: str = "30d", *, by: str = "deployment",
+              until: str | None = None) -> Any:
+        """Replica- and resource-seconds, requests and cost per ``by`` (deployment, job,
+        user, node, label:KEY), with totals and idle cost -> dict."""
+        params = {"since": since, "by": by} | ({"until": until} if until else {})
+        return self._run(Call("GET", "/usage", params=params))
+
+    def usage_runs(self, owner: str | None = None) -> Any:
+        """The usage record of each run (replica process, job attempt) -> list[dict]."""
+        return self._run(Call("GET", "/usage/runs",
+                              params={"owner": owner} if owner else None))
+
+    def usage_events(self, since: str = "1d", *, until: str | None = None,
+                     complete: bool = True) -> Any:
+        """The usage buckets as CloudEvents 1.0 (one per run and hour) -> list[dict]."""
+        params: dict[str, Any] = {"since": since, "complete": complete}
+        if until:
+            params["until"] = until
+        return self._run(Call("GET", "/usage/events", params=params))
+
+    def prices(self) -> Any:
+        """Every price in force (defaults and what was set) -> list[dict]."""
+        return self._run(Call("GET", "/prices"))
+
+    def set_price(self, resource: str, price: float) -> Any:
+        """Set the price of ``cpu``, ``memory``, ``gpu``, ``gpu:MODEL`` or ``energy``."""
+        return self._run(Call("PUT", f"/prices/{_seg(resource)}", json={"price": price}))
+
+    def reset_price(self, resource: str) -> Any:
+        return self._run(Call("DELETE", f"/prices/{_seg(resource)}", _none))
+
+    def create_budget(self, name: str, scope: str, monthly: float, *,
+                      alerts: Iterable[float] = (80, 100), action: str = "notify",
+                      notify: Iterable[str] = ()) -> Any:
+        """A monthly budget of ``scope`` (all, deployment:X, job:X, user:X, label:K=V)."""
+        return self._run(Call("POST", "/budgets", json={
+            "name": name, "scope": scope, "monthly": monthly, "alerts": list(alerts),
+            "action": action, "notify": list(notify)}))
+
+    def budgets(self) -> Any:
+        return self._run(Call("GET", "/budgets"))
+
+    def budget(self, name: str) -> Any:
+        return self._run(Call("GET", f"/budgets/{_seg(name)}"))
+
+    def delete_budget(self, name: str) -> Any:
+        return self._run(Call("DELETE", f"/budgets/{_seg(name)}", _none))
+
     # auth: sessions, users, tokens, secrets, audit
     def login(self, username: str, password: str) -> Any:
         """Trade a password for a session token -> ``{"token", "expires_at", ...}``."""

@@ -81,8 +81,10 @@ from leptonic.core.transitions import (
     replica_restarted,
     template_hash,
 )
+from leptonic.core.usage import replica_run
 from leptonic.errors import BackendError, LeptonicError
 from leptonic.runtime.base import ReplicaLaunch
+from leptonic.store.usage import UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -531,6 +533,8 @@ class DeploymentReconciler:
             if was_serving and drain_s > 0:
                 await self._drain(r, drain_s)
             await ctx.backend.stop(r.id, grace_s=ctx.stop_grace_s)
+            await ctx.db(UsageStore(ctx.store).close, replica_run(r.id, r.restarts),
+                         ctx.clock())
             await ctx.db(ctx.store.delete_replica, r.id)
             await ctx.event(f"deployment/{r.deployment}", "ReplicaStopped",
                             f"stopped replica {r.id}: {reason}")

@@ -24,6 +24,8 @@ from leptonic.core.transitions import (
     replica_ready,
     replica_settled,
 )
+from leptonic.core.usage import replica_run
+from leptonic.store.usage import UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,7 @@ class ReplicaObserver:
             error = f"{reason}: replica {r.id} {why}" + (f"\n{error}" if error else "")
         new = replica_exited(r, exit_code, error, now, ctx.restart, reason).model_copy(
             update={"probe_failures": 0})
+        await ctx.db(UsageStore(ctx.store).close, replica_run(r.id, r.restarts), now)
         if reason == "NodeLost":        # not the replica's fault: elsewhere, at once
             new = new.model_copy(update={"next_restart_at": now, "failures": r.failures})
         delay = (new.next_restart_at or now) - now

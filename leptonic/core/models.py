@@ -38,6 +38,26 @@ def check_name(value: str, kind: str = "name") -> str:
     return value
 
 
+#: labels a deployment or job carries for usage and cost (``--by label:team``)
+MAX_LABELS = 32
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$")
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Labels as Kubernetes writes them: keys of up to 63 letters, digits and ``_./-``,
+    values of up to 63 characters; at most 32."""
+    if len(labels) > MAX_LABELS:
+        raise InvalidInput(f"{len(labels)} labels: at most {MAX_LABELS}")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            raise InvalidInput(f"invalid label key {key!r}: up to 63 letters, digits and "
+                               "_./- starting with a letter or digit (team, cost-center)")
+        if not isinstance(value, str) or len(value) > 63 or "\n" in value:
+            raise InvalidInput(f"invalid value of label {key!r}: up to 63 characters on one "
+                               "line")
+    return labels
+
+
 # What one deployment may put in its replicas' environment (docs/SECURITY.md).
 MAX_ENV_VARS = 256
 MAX_SECRETS = 64
@@ -330,6 +350,8 @@ class DeploymentSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
     model: ModelServing | None = None   # a registered model (photon: its built-in server)
+    labels: dict[str, str] = Field(default_factory=dict)   # for usage: --by label:KEY
+    created_by: str | None = None    # who created it (user:NAME, token:NAME); API-set
 
 
 class AutoscaleState(BaseModel):
@@ -677,6 +699,8 @@ class JobSpec(BaseModel):
     memory_limit_mb: int | None = Field(default=DEFAULT_MEMORY_LIMIT_MB, ge=16)
     max_output_mb: int = Field(default=DEFAULT_MAX_OUTPUT_MB, ge=0, le=100 * 1024)
     model_task: ModelTaskRef | None = None    # set by the registry's train/evaluate only
+    labels: dict[str, str] = Field(default_factory=dict)   # for usage: --by label:KEY
+    created_by: str | None = None    # who created it (user:NAME, token:NAME); API-set
 
     @model_validator(mode="after")
     def _work(self) -> JobSpec:

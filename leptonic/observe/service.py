@@ -50,7 +50,9 @@ from leptonic.observe.series import (
     rollup,
 )
 from leptonic.observe.settings import ObserveSettings
+from leptonic.observe.usage import Meter
 from leptonic.store.observe import ObserveStore
+from leptonic.store.usage import UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ class Observability:
                                     clock=clock)
         self.monitor_collector = MonitorCollector()
         registry.register(self.monitor_collector)
+        self.meter = Meter(platform.store, max_gap_s=max(60.0, 5 * self.settings.interval_s),
+                           dashboard_url=platform.settings.url)
         self.notifier = notifier or Notifier(self.settings.smtp, self.settings.notify_timeout_s)
         self.engine = AlertEngine(self.store, self.ostore, self.settings, clock,
                                   dashboard_url=platform.settings.url)
@@ -201,6 +205,9 @@ class Observability:
                                                                  samples))
         await self._guarded("energy", lambda: self._account_energy(now, nodes, replicas,
                                                                    samples))
+        if self.settings.metering:
+            await self._guarded("usage", lambda: asyncio.to_thread(
+                self._meter, now, deployments, replicas, nodes, stats, gateway))
         self.latest, self.latest_at = samples, now
         await asyncio.to_thread(self.ostore.add_samples, now, samples)
         await self._guarded("alerts", lambda: asyncio.to_thread(self.engine.evaluate, now,
@@ -236,6 +243,14 @@ class Observability:
                                                        replicas)).items():
             if series in samples:
                 samples[series].update(values)
+
+    def _meter(self, now: float, deployments: list[Deployment], replicas: list[Replica],
+               nodes: list[Node], stats: list[ReplicaStat], gateway: dict[str, Any]) -> None:
+        """Usage records and cost (observe/usage.py), then the budgets."""
+        self.meter.tick(now, deployments, replicas, nodes, stats, gateway,
+                        self.energy.snapshot.deployments)
+        if self.meter.budgets(now):
+            self.engine.queued.set()
 
     # -- downsampling and retention -------------------------------------------------------
     def compact(self, now: float) -> dict[str, int]:
@@ -315,4 +330,5 @@ def compact(ostore: ObserveStore, s: ObserveSettings, now: float) -> dict[str, i
         written[f"deleted_{tier.resolution_s}"] = ostore.delete_samples_before(
             tier.resolution_s, now - tier.retention_s)
     ostore.prune_notifications(now - NOTIFICATION_HISTORY_S)
+    written["deleted_usage"] = UsageStore(ostore).delete_before(now - s.usage_retention_s)
     return written

@@ -66,6 +66,11 @@ class ObserveSettings:
     log_check_s: float = 10.0
     #: live model figures (accuracy, F1, drift) in the series cover the answers this old
     model_window_s: float = 3600.0
+    #: metering of replica-, attempt- and resource-seconds into usage and cost
+    #: (docs/USAGE.md); off: nothing is metered (the benchmark's baseline)
+    metering: bool = True
+    #: hourly usage buckets are kept this long
+    usage_retention_s: float = 400 * 86400.0
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
     @property
@@ -85,7 +90,8 @@ class ObserveSettings:
                      "LEPTONIC_NOTIFY_BACKOFF": "notify_backoff_s",
                      "LEPTONIC_NOTIFY_BACKOFF_MAX": "notify_backoff_max_s",
                      "LEPTONIC_LOG_CHECK_INTERVAL": "log_check_s",
-                     "LEPTONIC_MODEL_WINDOW": "model_window_s"}
+                     "LEPTONIC_MODEL_WINDOW": "model_window_s",
+                     "LEPTONIC_USAGE_RETENTION": "usage_retention_s"}
         for var, name in durations.items():
             if env.get(var):
                 kw[name] = parse_duration(env[var], var)
@@ -100,6 +106,8 @@ class ObserveSettings:
             kw["log_backups"] = int(env["LEPTONIC_LOG_BACKUPS"])
         if env.get("LEPTONIC_NOTIFY_ATTEMPTS"):
             kw["notify_attempts"] = int(env["LEPTONIC_NOTIFY_ATTEMPTS"])
+        if env.get("LEPTONIC_METERING"):
+            kw["metering"] = env["LEPTONIC_METERING"].lower() not in ("0", "false", "no", "off")
         if env.get("LEPTONIC_METRICS_TIERS"):     # "60s:1d,10m:7d"
             tiers = []
             for part in env["LEPTONIC_METRICS_TIERS"].split(","):

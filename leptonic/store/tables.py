@@ -280,6 +280,73 @@ model_alias_moves = Table(
     Column("by", String(128), nullable=True),
 )
 
+# -- usage, prices and budgets (migration 0011) ---------------------------------------------------
+# One row per run (a replica's process, a job attempt) says until when it was metered, so a
+# restart goes on from there and never meters a second past twice; what was metered is in
+# usage_buckets, one row per run and UTC hour (deployment traffic and node idle capacity
+# have buckets of their own, with no run row).
+usage_runs = Table(
+    "usage_runs", metadata,
+    Column("run", String(160), primary_key=True),        # replica id#restarts, attempt id
+    Column("kind", String(16), nullable=False),          # replica | attempt
+    Column("owner_kind", String(16), nullable=False),    # deployment | job
+    Column("owner", String(64), nullable=False),
+    Column("user", String(128), nullable=True),           # who created the owner
+    Column("labels", JSON, nullable=False),
+    Column("node", String(128), nullable=False),
+    Column("shape", JSON, nullable=False),               # the last billed cpu, memory, gpu
+    Column("started_at", Float, nullable=False),
+    Column("until", Float, nullable=False),              # metered up to here
+    Column("closed", Boolean, nullable=False, default=False),
+)
+
+usage_buckets = Table(
+    "usage_buckets", metadata,
+    Column("run", String(160), primary_key=True),
+    Column("hour", Float, primary_key=True),             # UTC hour start
+    Column("owner_kind", String(16), nullable=False),    # deployment | job | node (idle)
+    Column("owner", String(128), nullable=False),
+    Column("user", String(128), nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("node", String(128), nullable=False),
+    Column("seconds", Float, nullable=False, default=0.0),
+    Column("cpu_s", Float, nullable=False, default=0.0),
+    Column("memory_gib_s", Float, nullable=False, default=0.0),
+    Column("gpu_s", Float, nullable=False, default=0.0),
+    Column("energy_j", Float, nullable=False, default=0.0),
+    Column("requests", Float, nullable=False, default=0.0),
+    Column("errors", Float, nullable=False, default=0.0),
+    Column("cost", Float, nullable=False, default=0.0),
+    Index("ix_usage_buckets_hour", "hour"),
+)
+
+prices = Table(
+    "prices", metadata,
+    Column("resource", String(64), primary_key=True),    # cpu, memory, gpu, gpu:A100, energy
+    Column("price", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(128), nullable=True),
+)
+
+budgets = Table(
+    "budgets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("data", JSON, nullable=False),                # core.usage.BudgetSpec
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(128), nullable=True),
+)
+
+# a threshold notified for a month: the primary key makes it exactly once
+budget_notices = Table(
+    "budget_notices", metadata,
+    Column("budget", String(64), primary_key=True),
+    Column("month", String(7), primary_key=True),        # 2026-12
+    Column("threshold", Float, primary_key=True),        # percent
+    Column("spent", Float, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+
 def upsert(conn: Connection, table: Table, key: dict[str, Any],
            values: dict[str, Any]) -> None:
     """Insert the row ``key`` + ``values``, or update ``values`` where ``key`` exists,

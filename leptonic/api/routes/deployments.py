@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import get_platform, principal_of
 from leptonic.api.model_serving import serving_for
 from leptonic.core.models import (
     ENV_NAME_RE,
@@ -30,6 +30,7 @@ from leptonic.core.models import (
     Resources,
     StrategySpec,
     check_env_bounds,
+    check_labels,
     check_name,
 )
 from leptonic.core.scheduler import too_large
@@ -71,6 +72,8 @@ class DeploymentCreate(BaseModel):
     placement: PlacementSpec | None = Field(
         default=None, description="which nodes may run the replicas: tier, node_selector "
         "(labels), gpu_models; policy: spread|pack|ray-hybrid|energy")
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="for usage and cost: --by label:KEY")
 
 
 class DeploymentPatch(BaseModel):
@@ -103,6 +106,8 @@ class DeploymentPatch(BaseModel):
     placement: PlacementSpec | None = Field(
         default=None, description="fields given replace the current ones (a node_selector "
                                   "given replaces the whole selector)")
+    labels: dict[str, str] | None = Field(default=None, description="replace the labels "
+                                          "(usage and cost); {} removes them")
     expected_generation: int | None = Field(
         default=None, ge=1, description="apply only to this generation (409 if the spec was "
                                         "changed since); the If-Match header says the same")
@@ -264,7 +269,7 @@ def _describe(pv: PhotonVersion) -> str:
 
 
 @router.post("/deployments", status_code=201, response_model=Deployment)
-def create_deployment(body: DeploymentCreate, response: Response,
+def create_deployment(body: DeploymentCreate, response: Response, request: Request,
                       platform: Any = Depends(get_platform)) -> Deployment:
     check_name(body.name, "deployment name")
     check_env_bounds(body.env, body.secrets)
@@ -296,7 +301,8 @@ def create_deployment(body: DeploymentCreate, response: Response,
     spec = DeploymentSpec(photon=photon, photon_version=version, replicas=body.replicas,
                           env=_check_env(body.env),
                           secrets=_check_secrets(platform, body.secrets), public=body.public,
-                          model=serving, **extra)
+                          model=serving, labels=check_labels(body.labels),
+                          created_by=principal_of(request).actor, **extra)
     d: Deployment = platform.store.create_deployment(body.name, spec)
     what = f"model {serving.model}@{serving.version}" + (
         f" ({serving.alias})" if serving.alias else "") + f" on {photon}" if serving \
@@ -384,6 +390,8 @@ def _patched(platform: Any, name: str, current: Deployment, body: DeploymentPatc
         changes["secrets"] = _check_secrets(platform, body.secrets)
     if body.public is not None:
         changes["public"] = body.public
+    if body.labels is not None:
+        changes["labels"] = check_labels(body.labels)
     given = body.model_fields_set
     if body.strategy is not None:
         changes["strategy"] = _merged(StrategySpec, current.spec.strategy, body.strategy)

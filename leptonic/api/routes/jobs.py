@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import get_platform, principal_of
 from leptonic.api.routes.deployments import _check_env, _check_fits, _check_secrets
 from leptonic.core.jobs import attempt_resources
 from leptonic.core.models import (
@@ -38,6 +38,7 @@ from leptonic.core.models import (
     PlacementSpec,
     Resources,
     check_env_bounds,
+    check_labels,
     check_name,
 )
 from leptonic.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -73,6 +74,8 @@ class JobCreate(BaseModel):
     placement: PlacementSpec | None = None
     memory_limit_mb: int | None = Field(default=None, ge=16)
     max_output_mb: int = Field(default=DEFAULT_MAX_OUTPUT_MB, ge=0, le=100 * 1024)
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="for usage and cost: --by label:KEY")
 
 
 def _parse(text: str) -> JobCreate:
@@ -104,6 +107,7 @@ def _spec(platform: Any, body: JobCreate) -> JobSpec:
                                       "placement", "memory_limit_mb"}, exclude_unset=True)
     fields["env"] = _check_env(body.env)
     fields["secrets"] = _check_secrets(platform, body.secrets)
+    fields["labels"] = check_labels(body.labels)
     if body.resources is not None:
         fields["resources"] = body.resources
     if body.placement is not None:
@@ -158,13 +162,15 @@ def _inputs_folder(data: bytes, dest: Path) -> int:
 
 
 @router.post("/jobs", status_code=201, response_model=Job)
-async def create_job(job: str = Form(..., description="the JobCreate JSON"),
+async def create_job(request: Request,
+                     job: str = Form(..., description="the JobCreate JSON"),
                      code: UploadFile | None = File(None),
                      inputs: UploadFile | None = File(None),
                      platform: Any = Depends(get_platform)) -> Job:
     """Check the job, store its code and inputs content-addressed, then its row."""
     body = _parse(job)
     spec = await asyncio.to_thread(_spec, platform, body)
+    spec = spec.model_copy(update={"created_by": principal_of(request).actor})
     if spec.command is not None and inputs is not None:
         raise InvalidInput("--inputs are for photon jobs; a command reads its own files")
     if spec.photon is not None and code is not None:

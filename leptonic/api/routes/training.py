@@ -172,7 +172,7 @@ def _start(platform: Any, name: str, task: TrainTask, csv_data: bytes | None,
         # joblib's process pools need /dev/shm, which the sandbox does not give
         spec = JobSpec(command=COMMAND, code=digest, max_retries=0, priority=priority,
                        resources=resources or Resources(), model_task=ref,
-                       env={"JOBLIB_MULTIPROCESSING": "0"})
+                       env={"JOBLIB_MULTIPROCESSING": "0"}, created_by=ref.by)
         job: Job = platform.store.create_job(name, spec)
     except BaseException:
         if digest is not None and not in_use(platform, digest):

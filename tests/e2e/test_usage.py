@@ -1,0 +1,107 @@
+"""Metering end to end: a real ``leptonic up``, real replica processes. Each replica's
+metered seconds match its process's lifetime within a second, over a run with a replica
+``kill -9`` (its restart is a run of its own) and a control-plane ``kill -9`` and restart
+(the replicas outlive it; the time it was down is metered, and none of it twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.e2e.harness import RunningPlatform, running_platform
+
+ENV = {"LEPTONIC_METRICS_INTERVAL": "0.5"}
+
+
+def _run(r: dict[str, object]) -> str:
+    return f"{r['id']}#{r['restarts']}"
+
+
+def _started(pid: int) -> float:
+    """When the process started, to 10 ms: psutil's create_time adds the kernel's boot
+    time in whole seconds (``btime``), up to a second early; boot time from
+    ``/proc/uptime`` (10 ms) is not."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return time.time() - uptime + start_ticks / ticks
+
+
+def _wait_gone(pids: dict[int, str], truth: dict[str, list[float]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                gone = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                gone = True
+            if gone:
+                truth[pids.pop(pid)][1] = time.time()
+        time.sleep(0.02)
+    assert not pids, f"replica processes still alive: {pids}"
+
+
+def _wait(p: RunningPlatform, predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():       # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met in {timeout}s\n{p.read_log()[-3000:]}")
+
+
+async def test_replica_seconds_match_process_lifetimes_across_kills_and_a_restart(
+        tmp_path: Path) -> None:
+    with running_platform(tmp_path / "data", ENV) as p:
+        p.cli("deployment", "create", "--name", "m", "--photon", "builtin:echo",
+              "--replicas", "2", "--label", "team=search")
+        ready = p.wait_ready("m", 2)
+        truth = {_run(r): [_started(r["pid"]), 0.0] for r in ready}
+        res = await p.load("m", "echo", 60, concurrency=4)
+        assert res.failed == []
+        await asyncio.sleep(1.5)
+
+        victim = ready[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        truth[_run(victim)][1] = time.time()
+        again = p.wait_ready("m", 2, exclude_pids={victim["pid"]}, timeout=60)
+        back = next(r for r in again if r["id"] == victim["id"])
+        assert back["restarts"] == victim["restarts"] + 1
+        truth[_run(back)] = [_started(back["pid"]), 0.0]
+        await asyncio.sleep(1.5)
+
+        p.kill9()                          # the replicas run on with nobody watching
+        await asyncio.sleep(2.0)
+        p.start()
+        live = p.wait_ready("m", 2, timeout=30)
+        assert {r["pid"] for r in live} == {ready[1]["pid"], back["pid"]}, "re-adopted"
+        await asyncio.sleep(1.5)
+
+        pids = {r["pid"]: _run(r) for r in live}
+        p.cli("deployment", "delete", "m")
+        _wait_gone(pids, truth, timeout=60)
+        _wait(p, lambda: (lambda runs: len(runs) == 3 and all(r["closed"] for r in runs))(
+            p.api("GET", "/usage/runs", params={"owner": "m"}).json()))
+
+        runs = {r["run"]: r for r in p.api("GET", "/usage/runs",
+                                           params={"owner": "m"}).json()}
+        assert set(runs) == set(truth)
+        for run, (start, end) in truth.items():
+            lived = end - start
+            metered = runs[run]["seconds"]
+            assert abs(metered - lived) <= 1.0, (run, metered, lived)
+        # the report adds the same runs up, with the traffic and the label
+        report = p.api("GET", "/usage", params={"since": "1h", "by": "label:team"}).json()
+        search = next(i for i in report["items"] if i["key"] == "search")
+        assert abs(search["replica_seconds"] - sum(r["seconds"] for r in runs.values())) \
+            < 1e-6
+        assert search["requests"] >= 60
+        assert search["cost"] > 0
+        shown = p.cli("usage", "runs", "m")
+        assert all(run in shown.stdout for run in truth)
