@@ -43,6 +43,8 @@ COLUMNS = ("replica_seconds", "cpu_seconds", "memory_gib_seconds", "gpu_seconds"
 
 
 def _money(v: float) -> str:
+    if 0 < abs(v) < 0.01:
+        return f"${v:.2g}"
     return f"${v:,.4f}" if v < 100 else f"${v:,.2f}"
 
 

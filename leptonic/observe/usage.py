@@ -28,10 +28,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from leptonic.core.alerts import parse_duration
 from leptonic.core.models import (
     AttemptState,
     Deployment,
@@ -43,6 +45,7 @@ from leptonic.core.models import (
 )
 from leptonic.core.usage import (
     HOUR_S,
+    JOULES_PER_KWH,
     Amounts,
     BudgetSpec,
     Shape,
@@ -53,7 +56,9 @@ from leptonic.core.usage import (
     month_bounds,
     month_of,
     replica_run,
+    summarize,
 )
+from leptonic.errors import InvalidInput
 from leptonic.observe.notify import build_payload
 from leptonic.observe.series import GatewayCounts, ReplicaStat
 from leptonic.store.usage import Bucket, Run, UsageStore
@@ -294,6 +299,82 @@ class Meter:
                                  f"100% of {spec.monthly:g} this month (scale it up again "
                                  "with `leptonic deployment scale`)", kind="Warning",
                                  time=now)
+
+
+# -- reading usage back ---------------------------------------------------------------------
+
+SINCE_FORMS = ("a duration (90m, 12h, 30d) or a UTC date or time (2026-12-01, "
+               "2026-12-01T08:00)")
+MAX_WINDOW_S = 400 * 86400.0
+
+
+def parse_when(text: str, now: float, what: str = "since") -> float:
+    """A duration back from ``now`` or an ISO date/time (UTC unless it says otherwise)."""
+    text = text.strip()
+    try:
+        return now - parse_duration(text, what)
+    except InvalidInput:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"invalid {what} {text!r}: give {SINCE_FORMS}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def window(since: str, until: str | None, now: float) -> tuple[float, float]:
+    """The hours a usage query covers: from the start of the hour ``since`` falls in."""
+    start = parse_when(since, now)
+    end = now if until is None else parse_when(until, now, "until")
+    if not math.isfinite(start) or not math.isfinite(end) or end <= start:
+        raise InvalidInput(f"the window is empty: since ({since!r}) must be before until "
+                           f"({until or 'now'!r})")
+    if end - start > MAX_WINDOW_S:
+        raise InvalidInput(f"a window of at most {MAX_WINDOW_S / 86400:g} days (usage is kept "
+                           "that long)")
+    return (start // HOUR_S) * HOUR_S, end
+
+
+def _figures(a: Amounts) -> dict[str, float]:
+    return {"replica_seconds": a.seconds, "cpu_seconds": a.cpu_s,
+            "memory_gib_seconds": a.memory_gib_s, "gpu_seconds": a.gpu_s,
+            "energy_kwh": a.energy_j / JOULES_PER_KWH, "requests": a.requests,
+            "errors": a.errors, "cost": a.cost}
+
+
+def report(store: Any, since: str, until: str | None, by: str, now: float
+           ) -> dict[str, Any]:
+    """``GET /usage``: the items of ``by`` over the window, the totals, the idle cost and
+    the cost per hour."""
+    start, end = window(since, until, now)
+    rows = UsageStore(store).buckets(start, end)
+    items, total, idle = summarize(rows, by)
+    group = by.partition(":")[0]
+    return {
+        "since": start, "until": end, "by": by, "currency": "USD",
+        "items": [{group: i.key, "key": i.key, **_figures(i.amounts),
+                   "owners": sorted(i.owners)} for i in items],
+        "total": _figures(total),
+        "idle": {"cost": idle.cost, "cpu_seconds": idle.cpu_s,
+                 "memory_gib_seconds": idle.memory_gib_s, "gpu_seconds": idle.gpu_s},
+        "hourly": _hourly(rows, start, end),
+    }
+
+
+def _hourly(rows: list[dict[str, Any]], start: float, end: float) -> list[dict[str, float]]:
+    """Allocated and idle cost of every hour of the window, 0 where nothing was metered
+    (the dashboard's chart)."""
+    hours: dict[float, list[float]] = {}
+    h = start
+    while h < end:
+        hours[h] = [0.0, 0.0]
+        h += HOUR_S
+    for r in rows:
+        cell = hours.setdefault(float(r["hour"]), [0.0, 0.0])
+        cell[1 if r["owner_kind"] == "node" else 0] += float(r["cost"])
+    return [{"hour": t, "cost": c, "idle": i} for t, (c, i) in sorted(hours.items())]
 
 
 def _closed_at_mark(row: Mapping[str, Any]) -> Run:

@@ -20,9 +20,13 @@ from leptonic import __version__
 from leptonic.core.alerts import parse_duration
 from leptonic.core.models import Deployment, Job, NodeState, check_name
 from leptonic.core.registry import KEY_METRICS, RegisteredModel
+from leptonic.core.usage import BudgetSpec
 from leptonic.errors import LeptonicError
 from leptonic.observe.logs import compile_grep, search_file
 from leptonic.observe.notify import redact
+from leptonic.observe.usage import Meter
+from leptonic.observe.usage import report as usage_report
+from leptonic.store.usage import UsageStore
 from leptonic.web.auth import (
     LoginFailed,
     check_login,
@@ -73,8 +77,16 @@ def _unit(v: Any, unit: str) -> str:
     return f"{_num(v)} {unit}" if isinstance(v, int | float) else "-"
 
 
+def _money(v: Any) -> str:
+    if not isinstance(v, int | float):
+        return "-"
+    if 0 < abs(v) < 0.01:
+        return f"${v:.2g}"
+    return f"${v:,.4f}" if abs(v) < 100 else f"${v:,.2f}"
+
+
 templates.env.filters.update(age=_age, clock=_clock, num=_num, pct=_pct, unit=_unit,
-                             redact=redact)
+                             redact=redact, money=_money)
 templates.env.globals.update(version=__version__, ranges=RANGES)
 
 
@@ -241,6 +253,49 @@ def job_page(request: Request, name: str) -> Response:
         return _page(request, "error.html", status=404, principal=principal,
                      title="Not found", detail=f"job {name!r} does not exist", nav="jobs")
     return _page(request, "job.html", principal=principal, job=job, nav="jobs")
+
+
+USAGE_RANGES = ("24h", "7d", "30d", "90d")
+USAGE_GROUPS = ("deployment", "job", "user", "node")
+
+
+@router.get("/ui/usage", response_class=HTMLResponse)
+def usage_page(request: Request, since: str = "30d", by: str = "deployment") -> Response:
+    platform = _platform(request)
+    principal = session_principal(platform, request)
+    if principal is None:
+        return _login_redirect(request)
+    since = since if since in USAGE_RANGES else "30d"
+    try:
+        found = usage_report(platform.store, since, None, by, time.time())
+        budgets = [(b["spec"], usage_spent(platform, b["spec"])) for b in
+                   UsageStore(platform.store).list_budgets()]
+    except LeptonicError as exc:
+        return _page(request, "error.html", status=exc.status, principal=principal,
+                     title=exc.title, detail=exc.detail, nav="usage")
+    return _page(request, "usage.html", principal=principal, nav="usage", r=found,
+                 since=since, by=by, usage_ranges=USAGE_RANGES, groups=USAGE_GROUPS,
+                 budgets=budgets)
+
+
+def usage_spent(platform: Any, spec: BudgetSpec) -> float:
+    return Meter(platform.store, max_gap_s=0).spent(spec, time.time())
+
+
+@router.get("/ui/data/usage")
+def usage_data(request: Request, since: str = "30d") -> Response:
+    """Allocated and idle cost per hour: the usage page's chart."""
+    platform = _platform(request)
+    if session_principal(platform, request) is None:
+        return _unauthorized()
+    try:
+        found = usage_report(platform.store, since, None, "deployment", time.time())
+    except LeptonicError as exc:
+        return _secure(JSONResponse(exc.to_problem(request.url.path), status_code=exc.status,
+                                    media_type="application/problem+json"))
+    return _secure(JSONResponse({"t": [h["hour"] for h in found["hourly"]],
+                                 "cost": [h["cost"] for h in found["hourly"]],
+                                 "idle": [h["idle"] for h in found["hourly"]]}))
 
 
 @router.get("/ui/models", response_class=HTMLResponse)

@@ -6,9 +6,7 @@ of the hour ``since`` falls in.
 
 from __future__ import annotations
 
-import datetime
 import json
-import math
 import time
 from typing import Any
 
@@ -16,94 +14,22 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from leptonic.api.deps import get_platform, principal_of
-from leptonic.core.alerts import parse_duration
 from leptonic.core.usage import (
     DEFAULT_PRICES,
     HOUR_S,
-    JOULES_PER_KWH,
-    Amounts,
     BudgetSpec,
     check_price,
     check_resource,
     in_scope,
     month_bounds,
     month_of,
-    summarize,
     unit_of,
 )
-from leptonic.errors import InvalidInput
 from leptonic.observe.notify import check_targets, redact
-from leptonic.observe.usage import cloudevents
+from leptonic.observe.usage import SINCE_FORMS, cloudevents, report, window
 from leptonic.store.usage import UsageStore
 
 router = APIRouter(tags=["usage"])
-
-SINCE_FORMS = ("a duration (90m, 12h, 30d) or a UTC date or time (2026-12-01, "
-               "2026-12-01T08:00)")
-MAX_WINDOW_S = 400 * 86400.0
-
-
-def parse_when(text: str, now: float, what: str = "since") -> float:
-    """A duration back from ``now`` or an ISO date/time (UTC unless it says otherwise)."""
-    text = text.strip()
-    try:
-        return now - parse_duration(text, what)
-    except InvalidInput:
-        pass
-    try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"invalid {what} {text!r}: give {SINCE_FORMS}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
-
-
-def _window(since: str, until: str | None) -> tuple[float, float]:
-    now = time.time()
-    start = parse_when(since, now)
-    end = now if until is None else parse_when(until, now, "until")
-    if not math.isfinite(start) or not math.isfinite(end) or end <= start:
-        raise InvalidInput(f"the window is empty: since ({since!r}) must be before until "
-                           f"({until or 'now'!r})")
-    if end - start > MAX_WINDOW_S:
-        raise InvalidInput(f"a window of at most {MAX_WINDOW_S / 86400:g} days (usage is kept "
-                           "that long)")
-    return (start // HOUR_S) * HOUR_S, end
-
-
-def _figures(a: Amounts) -> dict[str, float]:
-    return {"replica_seconds": a.seconds, "cpu_seconds": a.cpu_s,
-            "memory_gib_seconds": a.memory_gib_s, "gpu_seconds": a.gpu_s,
-            "energy_kwh": a.energy_j / JOULES_PER_KWH, "requests": a.requests,
-            "errors": a.errors, "cost": a.cost}
-
-
-def usage_report(platform: Any, since: str = "30d", until: str | None = None,
-                 by: str = "deployment") -> dict[str, Any]:
-    start, end = _window(since, until)
-    rows = UsageStore(platform.store).buckets(start, end)
-    items, total, idle = summarize(rows, by)
-    group = by.partition(":")[0]
-    return {
-        "since": start, "until": end, "by": by, "currency": "USD",
-        "items": [{group: i.key, "key": i.key, **_figures(i.amounts),
-                   "owners": sorted(i.owners)} for i in items],
-        "total": _figures(total),
-        "idle": {"cost": idle.cost, "cpu_seconds": idle.cpu_s,
-                 "memory_gib_seconds": idle.memory_gib_s, "gpu_seconds": idle.gpu_s},
-        "hourly": _hourly(rows),
-    }
-
-
-def _hourly(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Allocated and idle cost per hour (the dashboard's chart)."""
-    hours: dict[float, list[float]] = {}
-    for r in rows:
-        h = hours.setdefault(float(r["hour"]), [0.0, 0.0])
-        h[1 if r["owner_kind"] == "node" else 0] += float(r["cost"])
-    return [{"hour": h, "cost": c, "idle": i} for h, (c, i) in sorted(hours.items())]
-
 
 @router.get("/usage")
 def usage(since: str = Query("30d", max_length=40, description=SINCE_FORMS),
@@ -112,7 +38,7 @@ def usage(since: str = Query("30d", max_length=40, description=SINCE_FORMS),
                           description="deployment, job, user, node or label:KEY"),
           platform: Any = Depends(get_platform)) -> dict[str, Any]:
     """Replica- and resource-seconds, requests and cost per item, totals and idle cost."""
-    return usage_report(platform, since, until, by)
+    return report(platform.store, since, until, by, time.time())
 
 
 @router.get("/usage/runs")
@@ -136,7 +62,7 @@ def usage_events(request: Request,
                  platform: Any = Depends(get_platform)) -> Response:
     """The usage buckets as a CloudEvents batch (``application/cloudevents-batch+json``):
     one event per run and hour, with a stable id."""
-    start, end = _window(since, until)
+    start, end = window(since, until, time.time())
     if complete:
         end = min(end, (time.time() // HOUR_S) * HOUR_S)
     rows = UsageStore(platform.store).buckets(start, end) if end > start else []

@@ -88,3 +88,37 @@
   refresh();
   setInterval(refresh, every);
 })();
+
+// Usage page: cost per hour, allocated and idle (data-points once drawn, for the tests).
+(function () {
+  "use strict";
+  const root = document.getElementById("usage-chart");
+  if (!root || typeof uPlot === "undefined") return;
+  const el = document.getElementById("chart-cost");
+
+  async function draw() {
+    let data;
+    try {
+      const resp = await fetch(`${root.dataset.url}?since=${encodeURIComponent(root.dataset.since)}`,
+                               { credentials: "same-origin" });
+      if (resp.status === 401) { window.location = "/login"; return; }
+      if (!resp.ok) return;
+      data = await resp.json();
+    } catch (err) {
+      return;
+    }
+    const opts = {
+      width: Math.max(300, el.clientWidth || 600), height: 220,
+      scales: { x: { time: true } },
+      axes: [{}, { label: "USD / hour", size: 80,
+                   values: (u, vals) => vals.map((v) => (v === 0 ? "0" : "$" + v.toPrecision(2))) }],
+      series: [{}, { label: "allocated", stroke: "#3155d4", width: 2, fill: "rgba(49,85,212,0.1)" },
+               { label: "idle", stroke: "#667085", width: 2 }],
+    };
+    el.innerHTML = "";
+    new uPlot(opts, [data.t, data.cost, data.idle], el);
+    el.dataset.points = String(data.t.length);
+  }
+  draw();
+  setInterval(draw, 30000);
+})();
