@@ -99,6 +99,7 @@ class Observability:
         self.latest: dict[str, Sample] = {}
         self.latest_at = 0.0
         self._last_compact = 0.0
+        self._last_budgets = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.phase_seconds = Histogram(
             "leptonic_observe_phase_seconds", "Duration of each observability phase",
@@ -249,8 +250,10 @@ class Observability:
         """Usage records and cost (observe/usage.py), then the budgets."""
         self.meter.tick(now, deployments, replicas, nodes, stats, gateway,
                         self.energy.snapshot.deployments)
-        if self.meter.budgets(now):
-            self.engine.queued.set()
+        if now - self._last_budgets >= self.settings.budget_check_s:
+            self._last_budgets = now
+            if self.meter.budgets(now):
+                self.engine.queued.set()
 
     # -- downsampling and retention -------------------------------------------------------
     def compact(self, now: float) -> dict[str, int]:

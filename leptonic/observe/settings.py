@@ -71,6 +71,8 @@ class ObserveSettings:
     metering: bool = True
     #: hourly usage buckets are kept this long
     usage_retention_s: float = 400 * 86400.0
+    #: budgets are checked against the month's spend this often (0: every cycle)
+    budget_check_s: float = 60.0
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
     @property
@@ -91,7 +93,8 @@ class ObserveSettings:
                      "LEPTONIC_NOTIFY_BACKOFF_MAX": "notify_backoff_max_s",
                      "LEPTONIC_LOG_CHECK_INTERVAL": "log_check_s",
                      "LEPTONIC_MODEL_WINDOW": "model_window_s",
-                     "LEPTONIC_USAGE_RETENTION": "usage_retention_s"}
+                     "LEPTONIC_USAGE_RETENTION": "usage_retention_s",
+                     "LEPTONIC_BUDGET_CHECK_INTERVAL": "budget_check_s"}
         for var, name in durations.items():
             if env.get(var):
                 kw[name] = parse_duration(env[var], var)

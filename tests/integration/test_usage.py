@@ -28,7 +28,7 @@ PROBLEM = "application/problem+json"
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return Settings(data_dir=tmp_path / "data", port=18080, database_url=database_url,
-                    observe=ObserveSettings(interval_s=0.05))
+                    observe=ObserveSettings(interval_s=0.05, budget_check_s=0.0))
 
 
 def wait(predicate: Any, timeout: float = 15.0) -> Any:
