@@ -137,3 +137,26 @@ def _usage_page_in_a_browser(p: RunningPlatform, cost: float) -> None:
             page.screenshot(path=str(ARTIFACTS / "dashboard-usage.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_a_job_attempt_is_metered_from_its_start_to_its_end(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "work.sh").write_text("sleep 1.5\n")
+    with running_platform(tmp_path / "data", ENV) as p:
+        p.cli("job", "create", "--name", "j", "--command", "sh work.sh", "--path", str(code),
+              "--cpu", "0.5", "--label", "team=ml", "--wait", "--timeout", "120")
+        [attempt] = p.api("GET", "/jobs/j/attempts").json()
+        _wait(p, lambda: any(r["closed"] for r in p.api("GET", "/usage/runs",
+                                                         params={"owner": "j"}).json()))
+        [run] = p.api("GET", "/usage/runs", params={"owner": "j"}).json()
+        assert (run["run"], run["kind"], run["owner_kind"]) == (attempt["id"], "attempt", "job")
+        lived = attempt["finished_at"] - attempt["started_at"]
+        assert lived >= 1.5
+        assert abs(run["seconds"] - lived) < 1e-6          # closed at its finished_at
+        report = p.api("GET", "/usage", params={"since": "1h", "by": "job"}).json()
+        [item] = report["items"]
+        assert item["job"] == "j"
+        assert item["cpu_seconds"] >= 0.5 * lived - 1e-6
+        by_team = p.api("GET", "/usage", params={"since": "1h", "by": "label:team"}).json()
+        assert [i["key"] for i in by_team["items"]] == ["ml"]
