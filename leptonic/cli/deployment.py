@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
@@ -13,8 +14,18 @@ from leptonic.cli._output import age, clock, console, fail, fields, show, table
 from leptonic.cli.replica import replicas_table
 from leptonic.cli.rollout import spec_options
 from leptonic.client import Client
-from leptonic.core.models import DEFAULT_PLACEMENT, Deployment, Event, PlacementSpec, Resources
+from leptonic.core.models import (
+    DEFAULT_PLACEMENT,
+    DONE_PHASES,
+    Deployment,
+    Event,
+    PlacementSpec,
+    Resources,
+    Rollout,
+    RolloutPhase,
+)
 from leptonic.core.transitions import error_line
+from leptonic.errors import NotFound
 
 app = typer.Typer(help="Deployments: a photon version running as replicas behind the gateway.",
                   no_args_is_help=True)
@@ -115,6 +126,41 @@ def _wait(client: Client, opts: Opts, name: str, timeout: float) -> Deployment:
                             completed=d.status.ready_replicas, phase=d.status.phase)
 
         return client.wait_ready(name, timeout, on_progress)
+
+
+def _wait_update(client: Client, opts: Opts, d: Deployment, timeout: float) -> Deployment:
+    """Wait for an update to be in force: the controller has seen its generation; a rollout
+    it started is over (exit 1 unless it succeeded); the replicas are ready."""
+    name, generation = d.name, d.generation
+    deadline = time.monotonic() + timeout
+    while d.status.observed_generation < generation:
+        if time.monotonic() > deadline:
+            fail(f"the controller has not taken up generation {generation} of {name} in "
+                 f"{timeout:g}s (it is at {d.status.observed_generation})")
+        time.sleep(0.2)
+        d = client.get_deployment(name)
+    if d.status.template_generation == generation:       # a new template: a rollout
+        try:
+            ro: Rollout | None = client.get_rollout(name)
+        except NotFound:
+            ro = None
+        if ro is not None and ro.status.target.generation == generation:
+            err = console(stderr=True)
+            last = ""
+            while ro.status.phase not in DONE_PHASES:
+                if time.monotonic() > deadline:
+                    fail(f"rollout {ro.status.id} of {name} still {ro.status.phase} after "
+                         f"{timeout:g}s: {ro.status.message} (`leptonic deployment rollout "
+                         f"status {name}` follows it; --no-wait returns at once)")
+                if not opts.json and err.is_terminal and ro.status.message != last:
+                    err.print(f"[dim]{ro.status.message}[/dim]")
+                last = ro.status.message
+                time.sleep(0.5)
+                ro = client.get_rollout(name)
+            if ro.status.phase is not RolloutPhase.SUCCEEDED:
+                fail(f"rollout {ro.status.id} of {name} {ro.status.phase}: "
+                     f"{ro.status.reason or ro.status.message}")
+    return _wait(client, opts, name, max(1.0, deadline - time.monotonic()))
 
 
 NoWaitOpt = Annotated[bool, typer.Option(
@@ -223,12 +269,17 @@ def update(
     no_autoscaling: Annotated[bool, typer.Option(
         "--no-autoscaling", help="Turn autoscaling off (then set --replicas).",
         rich_help_panel="Rollout, scaling, probes")] = False,
+    no_wait: NoWaitOpt = False,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the rollout and readiness.")] = 900.0,
     output: OutputOpt = None, url: UrlOpt = None, token: TokenOpt = None,
     spec: dict[str, Any] | None = None,
 ) -> None:
-    """Change a deployment's photon, environment, replicas, strategy, autoscaling or probes.
-    A new photon version or environment is rolled out by the deployment's strategy
-    (``--strategy``); ``leptonic deployment rollout status NAME --wait`` follows it."""
+    """Change a deployment's photon, environment, replicas, strategy, autoscaling or probes,
+    and (unless --no-wait) wait until it is in force. A new photon version or environment
+    is rolled out by the deployment's strategy (``--strategy``): the command follows the
+    rollout and exits 1 unless it succeeded (``leptonic deployment rollout status NAME``
+    follows one started with --no-wait)."""
     opts = options(ctx, output, url, token)
     changes = {"photon": photon, "model": model, "env": parse_env(env), "replicas": replicas,
                **(spec or {})}
@@ -237,6 +288,8 @@ def update(
                                  "--strategy or another option (see --help)")
     with connect(opts) as client:
         dep = client.update_deployment(name, no_autoscaling=no_autoscaling, **changes)
+        if not no_wait:
+            dep = _wait_update(client, opts, dep, timeout)
     show(opts, dep, lambda d: deployments_table([d]))
 
 

@@ -43,7 +43,8 @@ async def test_rolling_update_under_load_fails_nothing_and_ends_on_v2(
     deploy(p, "svc", "svc@1", 3)
     async with Traffic(p, "svc", concurrency=6) as traffic:
         await asyncio.sleep(1.0)
-        p.cli("deployment", "update", "svc", "--photon", "svc@v2", "--strategy", "rolling")
+        p.cli("deployment", "update", "svc", "--photon", "svc@v2", "--strategy", "rolling",
+              "--no-wait")
         st = await until(lambda: done(p, "svc", 1), 90, "the rolling update")
         finished = time.monotonic()
         await asyncio.sleep(1.5)
@@ -67,7 +68,7 @@ async def test_failing_canary_is_rolled_back_automatically(
         await asyncio.sleep(2.0)
         # svc@3 is a v2 that answers 500 to one request in five
         p.cli("deployment", "update", "svc", "--photon", "svc@3", "--strategy", "canary",
-              "--step-interval", "5")
+              "--step-interval", "5", "--no-wait")
         st = await until(lambda: done(p, "svc", 1), 90, "the canary to be judged")
         rolled_back = time.monotonic()
         await asyncio.sleep(4.0)
@@ -98,7 +99,7 @@ async def test_blue_green_switch_and_rollback_fail_nothing(
     blue = {r["id"] for r in p.replicas("svc")}
     async with Traffic(p, "svc", concurrency=4) as traffic:
         await asyncio.sleep(1.0)
-        p.cli("deployment", "update", "svc", "--photon", "svc@2")
+        p.cli("deployment", "update", "svc", "--photon", "svc@2", "--no-wait")
         st = await until(lambda: done(p, "svc", 1), 60, "the switch")
         switched = time.monotonic()
         await asyncio.sleep(1.5)
@@ -215,7 +216,7 @@ async def test_control_plane_kill9_mid_rollout_resumes_without_duplicates(
     create_svc_versions(p, tmp_path)
     deploy(p, "svc", "svc@1", 3, "--strategy", "canary", "--steps", "34,67",
            "--step-interval", "3")
-    p.cli("deployment", "update", "svc", "--photon", "svc@2")
+    p.cli("deployment", "update", "svc", "--photon", "svc@2", "--no-wait")
     await until(lambda: rollout(p, "svc")["step"] >= 0, 30, "the first canary step")
     before = rollout(p, "svc")
     p.kill9()

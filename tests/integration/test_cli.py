@@ -139,8 +139,14 @@ def test_deployment_lifecycle_with_json_output(cli: Any, photon: dict[str, Any],
     assert logs["deployment"] == "web"
     assert isinstance(logs["lines"], list)
 
+    # it waits for the rolling update to be over: the new template's replicas all ready
     updated = ok_json(cli("deployment", "update", "web", "--env", "MODE=prod", "-o", "json"))
     assert updated["spec"]["env"] == {"MODE": "prod"}
+    assert updated["status"]["observed_generation"] == updated["generation"]
+    assert updated["status"]["template_generation"] == updated["generation"]
+    assert updated["status"]["phase"] == "Ready"
+    rollout = ok_json(cli("deployment", "rollout", "status", "web", "-o", "json"))
+    assert rollout["status"]["phase"] == "Succeeded"
 
     deleted = ok_json(cli("deployment", "delete", "web", "-o", "json"))
     assert deleted["name"] == "web"

@@ -306,11 +306,11 @@ def test_cli_deployment_flags_make_the_spec(cli: Any) -> None:
     assert "tier edge, labels disk=ssd, zone=a, spread (default)" in shown.stdout
 
     dep = ok_json(cli("deployment", "update", "web", "--memory", "1Gi", "--node-selector",
-                      "zone=b", "-o", "json"))
+                      "zone=b", "--no-wait", "-o", "json"))
     assert dep["spec"]["resources"] == {"cpu": 0.5, "memory_mb": 1024, "gpu": 0.0}
     assert dep["spec"]["placement"]["node_selector"] == {"zone": "b"}
     dep = ok_json(cli("deployment", "update", "web", "--tier", "any", "--placement", "energy",
-                      "--gpu-model", "A100", "--gpu-model", "H100", "-o", "json"))
+                      "--gpu-model", "A100", "--gpu-model", "H100", "--no-wait", "-o", "json"))
     assert dep["spec"]["placement"] == {"tier": "any", "node_selector": {"zone": "b"},
                                         "gpu_models": ["A100", "H100"], "policy": "energy"}
     assert "GPU A100|H100, energy" in cli("deployment", "get", "web").stdout

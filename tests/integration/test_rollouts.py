@@ -220,7 +220,7 @@ def test_cli_update_status_control_and_rollback(cli: Any, api: TestClient) -> No
     shown = cli("deployment", "rollout", "status", "svc")
     assert shown.exit_code == 0, shown.output
     assert "none yet" in shown.stdout
-    ok_json(cli("deployment", "update", "svc", "--env", "V=2", "-o", "json"))
+    ok_json(cli("deployment", "update", "svc", "--env", "V=2", "--no-wait", "-o", "json"))
     wait(api, "svc", lambda ro: ro["status"]["step"] == 0 and ro["status"]["analysis"])
     shown = cli("deployment", "rollout", "status", "svc")
     assert "canary" in shown.stdout
@@ -243,7 +243,9 @@ def test_cli_update_status_control_and_rollback(cli: Any, api: TestClient) -> No
     cli("deployment", "rollout", "promote", "svc")
     back = cli("deployment", "rollout", "status", "svc", "--wait", "--timeout", "20")
     assert back.exit_code == 0, back.output
-    ok_json(cli("deployment", "update", "svc", "--env", "V=3", "-o", "json"))
+    # waiting on a canary whose steps are held an hour: gives up, exit 1, naming it
+    one_line_error(cli("deployment", "update", "svc", "--env", "V=3", "--timeout", "1"),
+                   "still Progressing after 1s", "--no-wait")
     wait(api, "svc", lambda ro: ro["status"]["id"] == 3 and ro["status"]["step"] == 0)
     assert cli("deployment", "rollout", "abort", "svc").exit_code == 0
     failed = cli("deployment", "rollout", "status", "svc", "--wait", "--timeout", "20")
@@ -253,11 +255,12 @@ def test_cli_update_status_control_and_rollback(cli: Any, api: TestClient) -> No
     assert usage.exit_code == 2
     assert "nothing to update" in usage.output
     auto = ok_json(cli("deployment", "update", "svc", "--min-replicas", "1",
-                       "--max-replicas", "3", "--target-concurrency", "4", "-o", "json"))
+                       "--max-replicas", "3", "--target-concurrency", "4", "--no-wait",
+                       "-o", "json"))
     assert auto["spec"]["autoscaling"]["target_concurrency"] == 4
     one_line_error(cli("deployment", "scale", "svc", "--replicas", "2"), "autoscaled")
     off = ok_json(cli("deployment", "update", "svc", "--no-autoscaling", "--replicas", "2",
-                      "-o", "json"))
+                      "--no-wait", "-o", "json"))
     assert off["spec"]["autoscaling"] is None
 
 
