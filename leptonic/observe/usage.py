@@ -204,8 +204,9 @@ class Meter:
             if amounts.requests or amounts.errors or amounts.energy_j:
                 out.append(Bucket(f"deployment:{name}", hour, "deployment", name,
                                   d.spec.created_by, d.spec.labels, "", amounts))
+        # the baselines of deleted deployments are kept: the gateway's counters of a name
+        # live as long as the process, so a deployment made again under it starts from them
         self._energy = seen_j
-        self._requests = {k: v for k, v in self._requests.items() if k in owners}
         return out
 
     def _idle(self, now: float, nodes: list[Node], held: Mapping[str, Shape],

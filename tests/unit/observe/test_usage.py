@@ -206,3 +206,14 @@ def test_cloudevents_have_stable_ids(store: Store) -> None:
     assert e["id"] == f"web-1#0@{int(rows[0]['hour'])}"
     assert e["data"]["seconds"] == pytest.approx(10.0)
     assert e["time"].endswith("Z")
+
+
+def test_a_deployment_made_again_under_its_name_does_not_count_old_requests(
+        store: Store) -> None:
+    meter = Meter(store, max_gap_s=60)
+    deployments = store.list_deployments()
+    tick(meter, store, T0 + 10, [], {"web": GatewayCounts(codes={"200": 10.0})})
+    meter.tick(T0 + 20, [], [], [NODE], [], {"web": GatewayCounts(codes={"200": 10.0})}, {})
+    meter.tick(T0 + 30, deployments, [], [NODE], [],
+               {"web": GatewayCounts(codes={"200": 12.0})}, {})
+    assert totals(store)["requests"] == 12.0
