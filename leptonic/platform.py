@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from leptonic.runtime.isolation import Isolation
 
 log = logging.getLogger("leptonic")
+#: how often a follower publishes its gateway's counters and the leader reads them
+TRAFFIC_SHARE_S = 1.0
 
 
 class Platform:
@@ -61,11 +64,14 @@ class Platform:
         self.gateway = Gateway(self.routes, authorize=self.authorize_run,
                                max_body_bytes=settings.max_body_bytes, registry=self.registry,
                                on_hold=lambda _: self.controller.wake())
+        # the controller reads every live gateway's traffic, not only this one's
+        from leptonic.observe.traffic import ClusterTraffic
+        self.traffic = ClusterTraffic(self.gateway)
         self.backend: Backend = backend or self._runtime()
         self.prober: Prober = prober or HttpProber()
         self.ctx = ControllerContext(store=self.store, backend=self.backend,
                                      prober=self.prober, artifacts=self.artifacts,
-                                     secrets=self.secrets, traffic=self.gateway,
+                                     secrets=self.secrets, traffic=self.traffic,
                                      series_interval_s=settings.observe.interval_s,
                                      models_root=str(self.layout.models))
         self.controller = Controller(self.ctx, self.publish_routes, tick_s=tick_s,
@@ -78,6 +84,7 @@ class Platform:
         self.observe = Observability(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._follow_task: asyncio.Task[None] | None = None
+        self._share_task: asyncio.Task[None] | None = None
         self.leadership = Leadership(self.store, holder_id(settings.port),
                                      lease_s=settings.lease_s, on_elected=self._lead,
                                      on_deposed=self._follow)
@@ -154,6 +161,9 @@ class Platform:
         if swept:
             log.info("removed %d half-uploaded bundle(s) left by a crash", swept)
         self._follow_task = asyncio.create_task(self._sync_routes(), name="leptonic-routes")
+        if self.shared_database:
+            self._share_task = asyncio.create_task(self._share_traffic(),
+                                                   name="leptonic-traffic")
         await self.leadership.start()
 
     async def _lead(self) -> None:
@@ -173,6 +183,33 @@ class Platform:
             await asyncio.sleep(0.5)
             if not self.is_leader:      # the leader's controller publishes in-process
                 await self.sync_routes_once()
+
+    async def _share_traffic(self) -> None:
+        """Several control planes: a follower publishes its gateway's counters about once
+        a second; the leader reads the others' and adds them to its own
+        (observe/traffic.py)."""
+        from leptonic.observe.traffic import snapshot
+        from leptonic.store.traffic import TrafficStore
+
+        tstore = TrafficStore(self.store)
+        holder = self.leadership.holder
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(TRAFFIC_SHARE_S)
+            now = time.time()
+            try:
+                if self.is_leader:
+                    rows = await asyncio.to_thread(tstore.others, holder, now - 3600.0)
+                    self.traffic.update(rows, now)
+                    if now - last_prune > 600.0:
+                        last_prune = now
+                        await asyncio.to_thread(tstore.prune, now - 3600.0)
+                else:
+                    await asyncio.to_thread(tstore.publish, holder, snapshot(self.gateway),
+                                            now)
+            except Exception as exc:         # the store is down: try again next time
+                log.warning("cannot share gateway traffic through the store (%s)",
+                            type(exc).__name__)
 
     async def sync_routes_once(self) -> bool:
         """Rebuild the route table from the store; False (table kept) if unreachable."""
@@ -195,6 +232,8 @@ class Platform:
             stop_replicas = not self.shared_database
         if self._follow_task:
             self._follow_task.cancel()
+        if self._share_task:
+            self._share_task.cancel()
         await self.leadership.stop(release=True)
         if stop_replicas:
             await self.controller.jobs.interrupt_all()      # retried on the next start

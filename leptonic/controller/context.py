@@ -18,7 +18,10 @@ from leptonic.runtime.base import Backend
 class Traffic(Protocol):
     """What the controller reads from the gateway (``leptonic.gateway.Gateway`` is one)."""
 
-    outstanding: Mapping[str, int]          # replica id -> requests in flight
+    @property
+    def outstanding(self) -> Mapping[str, int]:
+        """Replica id -> requests in flight."""
+        ...
 
     def waiting(self, deployment: str) -> int:
         """Requests held because the deployment has no ready replica."""

@@ -226,6 +226,17 @@ class Gateway:
         see even when a hold shorter than its tick ended before it looked."""
         return self._held.get(deployment, 0)
 
+    def counters(self) -> dict[str, Any]:
+        """Everything the controller reads, as plain JSON-able data: what this gateway
+        publishes for the leader when it is not the leader (observe/traffic.py)."""
+        traffic: dict[str, dict[str, list[Any]]] = {}
+        for (dep, group), t in list(self._traffic.items()):
+            traffic.setdefault(dep, {})[group] = [t.requests, t.errors, list(t.buckets)]
+        return {"outstanding": {k: v for k, v in self._outstanding.items() if v},
+                "arrived": dict(self._arrived), "held": dict(self._held),
+                "waiting": {k: v for k, v in self._waiting.items() if v},
+                "traffic": traffic}
+
     def _routes_changed(self) -> None:
         if self._arrivals:
             arrivals, self._arrivals = self._arrivals, {}

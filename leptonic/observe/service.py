@@ -188,6 +188,9 @@ class Observability:
         gw = self.platform.gateway.metrics
         gateway = read_gateway([*gw.requests.collect(), *gw.latency.collect(),
                                 *gw.in_flight.collect()])
+        traffic = getattr(self.platform, "traffic", None)
+        if traffic is not None:          # and what the followers' gateways counted
+            gateway = traffic.merge_series(gateway)
         samples: dict[str, Sample] = {}
         live = [d for d in deployments if not d.deleting]
         for d in live:

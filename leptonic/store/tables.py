@@ -347,6 +347,16 @@ budget_notices = Table(
 )
 
 
+# -- traffic of the other gateways (migration 0012) ----------------------------------------------
+# What each follower's gateway counted, for the leader to add to its own (observe/traffic.py).
+gateway_traffic = Table(
+    "gateway_traffic", metadata,
+    Column("holder", String(160), primary_key=True),     # the control plane (leases.holder)
+    Column("updated_at", Float, nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+
 def upsert(conn: Connection, table: Table, key: dict[str, Any],
            values: dict[str, Any]) -> None:
     """Insert the row ``key`` + ``values``, or update ``values`` where ``key`` exists,
