@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from leptonic.errors import PROBLEM_CONTENT_TYPE, problem
+from leptonic.asgi import BadLength, TooLarge, check_length, send_problem
 
 Scope = dict[str, Any]
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: a body over ``limit_for(scope)`` bytes gets 413, whether it says
-    so in Content-Length or streams past the limit chunk by chunk."""
+    so in Content-Length or streams past the limit chunk by chunk; a Content-Length that
+    is not a number of bytes gets 400 (leptonic/asgi.py, as in the gateway and runner)."""
 
     def __init__(self, app: Any, limit_for: Callable[[Scope], int]) -> None:
         self.app = app
@@ -27,15 +24,14 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope)
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > limit or declared < 0:
-                    await _reply_413(send, limit)
-                    return
+        try:
+            check_length(scope.get("headers", ()), limit)
+        except BadLength as exc:
+            await send_problem(send, 400, "Bad request", str(exc), close=True)
+            return
+        except TooLarge as exc:
+            await send_problem(send, 413, "Payload too large", str(exc), close=True)
+            return
         seen = 0
         started = False
 
@@ -45,7 +41,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    raise TooLarge(limit)
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -56,18 +52,6 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except TooLarge as exc:
             if not started:
-                await _reply_413(send, limit)
-
-
-async def _reply_413(send: Any, limit: int) -> None:
-    import json
-    body = json.dumps(problem(413, "Payload too large",
-                              f"the request body is larger than the limit of {limit} bytes"
-                              )).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+                await send_problem(send, 413, "Payload too large", str(exc), close=True)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from leptonic.asgi import BadLength, Disconnected, TooLarge, read_body
 from leptonic.photon.batching import QueueFull
 from leptonic.photon.runner import (
     HandlerError,
@@ -29,12 +30,9 @@ from leptonic.photon.runner import (
     Receive,
     Scope,
     Send,
-    _Disconnected,
     _Endpoint,
-    _read_body,
     _request_id,
     _send_json,
-    _TooLarge,
 )
 from leptonic.photon.workers import HandlerTimeout
 
@@ -87,11 +85,12 @@ class ClassicApp(PhotonApp):
             raw: Any = _query(scope, ep)
         else:
             try:
-                body = await _read_body(scope, receive, self.max_body_bytes)
-            except _TooLarge:
-                return await _error(send, 413, f"request body is over the limit of "
-                                               f"{self.max_body_bytes} bytes")
-            except _Disconnected:
+                body = await read_body(scope, receive, self.max_body_bytes)
+            except BadLength as exc:
+                return await _error(send, 400, str(exc))
+            except TooLarge as exc:
+                return await _error(send, 413, str(exc))
+            except Disconnected:
                 return 499
             raw = body
         kwargs: dict[str, Any] = {}

@@ -36,6 +36,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from leptonic.asgi import BadLength, TooLarge, declared_length
 from leptonic.config import DEFAULT_MAX_BODY_BYTES
 from leptonic.core.analysis import N_BUCKETS, TrafficCounters, bucket_of
 from leptonic.errors import PROBLEM_CONTENT_TYPE, problem
@@ -347,12 +348,12 @@ class Gateway:
         body = b""
         if content_length is not None:
             try:
-                declared = int(content_length)
-            except ValueError:
-                await _problem(send, 400, "Bad request", "Content-Length is not a number")
+                declared = declared_length(((b"content-length", content_length),))
+            except BadLength as exc:
+                await _problem(send, 400, "Bad request", str(exc))
                 self._count_refusal(deployment, 400)
                 return
-            if declared > limit:
+            if declared is not None and declared > limit:
                 await _too_large(send, limit)
                 self._count_refusal(deployment, 413)
                 return
@@ -674,8 +675,7 @@ def _drop_connection_named(forwarded: bytearray, tokens: bytes) -> bytearray:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    await _problem(send, 413, "Payload too large",
-                   f"the request body is over the gateway's limit of {limit} bytes",
+    await _problem(send, 413, "Payload too large", str(TooLarge(limit)),
                    extra_headers=[(b"connection", b"close")])
 
 

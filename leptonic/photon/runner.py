@@ -42,6 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 from pydantic import ValidationError
 
+from leptonic.asgi import BadLength, Disconnected, TooLarge, read_body
 from leptonic.errors import PROBLEM_CONTENT_TYPE, LeptonicError, PhotonDefinitionError, problem
 from leptonic.photon.batching import BatchConfig, Batcher, QueueFull, default_max_queue
 from leptonic.photon.handler import HandlerSignature
@@ -78,14 +79,6 @@ def _header(scope: Scope, name: bytes) -> bytes:
         if k == name:
             return bytes(v)
     return b""
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
 
 
 class _RunnerMetrics:
@@ -453,12 +446,12 @@ class PhotonApp:
     async def _respond(self, ep: _Endpoint, scope: Scope, receive: Receive,
                        send: Send) -> int:
         try:
-            body = await _read_body(scope, receive, self.max_body_bytes)
-        except _TooLarge:
-            return await _send_problem(
-                send, 413, "Payload too large",
-                f"request body is over the limit of {self.max_body_bytes} bytes")
-        except _Disconnected:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BadLength as exc:
+            return await _send_problem(send, 400, "Bad request", str(exc))
+        except TooLarge as exc:
+            return await _send_problem(send, 413, "Payload too large", str(exc))
+        except Disconnected:
             return 499
         try:
             kwargs = ep.model.model_validate_json(body or b"{}").__dict__
@@ -662,38 +655,6 @@ def build_app(photon: Photon, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 
 
 # -- ASGI helpers ------------------------------------------------------------------------
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                if int(value) > limit:
-                    raise _TooLarge
-            except ValueError:
-                pass
-            break
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise _Disconnected
-    body: bytes = message.get("body", b"")
-    if len(body) > limit:
-        raise _TooLarge
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _send_json(send: Send, status: int, body: bytes,
