@@ -10,7 +10,7 @@ from rich.console import Group
 from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import age, clock, fields, show, table
 from leptonic.core.alerts import DEPLOYMENT_METRICS, NODE_METRICS
-from leptonic.observe.models import AlertView, Notification
+from leptonic.core.observe import AlertView, Notification
 
 app = typer.Typer(help="Alert rules: pending -> firing -> resolved, with notifications.",
                   no_args_is_help=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from leptonic.cli._output import table
-from leptonic.observe.models import SeriesResult
+from leptonic.core.observe import SeriesResult
 
 _BARS = "▁▂▃▄▅▆▇█"
 

@@ -939,7 +939,7 @@ class _API:
                 metrics: Iterable[str] | None = None, since: str = "1h",
                 resolution: int | None = None) -> Any:
         """Built-in time series of a deployment (or ``node``) -> ``SeriesResult``."""
-        from leptonic.observe.models import SeriesResult
+        from leptonic.core.observe import SeriesResult
 
         names = ",".join(metrics) if metrics else None
         return self._run(Call("GET", "/metrics/query", _model(SeriesResult), params={
@@ -955,7 +955,7 @@ class _API:
                      name: str | None = None, severity: str = "warning",
                      description: str = "") -> Any:
         """Create an alert rule (``expr`` like ``p99_latency_ms > 500``) -> ``AlertView``."""
-        from leptonic.observe.models import AlertView
+        from leptonic.core.observe import AlertView
 
         body = {"expr": expr, "deployment": deployment, "for": for_, "notify": list(notify),
                 "name": name, "severity": severity, "description": description}
@@ -964,12 +964,12 @@ class _API:
 
     def list_alerts(self) -> Any:
         """-> ``list[AlertView]`` with each rule's state per target."""
-        from leptonic.observe.models import AlertView
+        from leptonic.core.observe import AlertView
 
         return self._run(Call("GET", "/alerts", _model(list[AlertView])))
 
     def get_alert(self, name: str) -> Any:
-        from leptonic.observe.models import AlertView
+        from leptonic.core.observe import AlertView
 
         return self._run(Call("GET", f"/alerts/{_seg(name)}", _model(AlertView)))
 
@@ -978,7 +978,7 @@ class _API:
 
     def alert_notifications(self, name: str, limit: int = 100) -> Any:
         """The notifications an alert rule sent, newest first -> ``list[Notification]``."""
-        from leptonic.observe.models import Notification
+        from leptonic.core.observe import Notification
 
         return self._run(Call("GET", f"/alerts/{_seg(name)}/notifications",
                               _model(list[Notification]), params={"limit": limit}))

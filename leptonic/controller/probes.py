@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any, Protocol
 
 import httpx
 
+from leptonic.core.models import ProbeResult
 
-class ProbeResult(StrEnum):
-    READY = "ready"             # /readyz answered 200
-    NOT_READY = "not-ready"     # it answered, but not 200: alive, no traffic for it
-    NO_ANSWER = "no-answer"     # refused, reset or timed out: dead or hung
+__all__ = ["HttpProber", "ProbeResult", "Prober"]
 
 
 class Prober(Protocol):

@@ -116,6 +116,14 @@ class PhotonRef(BaseModel):
         return self.name if self.version is None else f"{self.name}@{self.version}"
 
 
+class ProbeResult(StrEnum):
+    """What a replica's ``/readyz`` answered (controller/probes.py asks)."""
+
+    READY = "ready"             # /readyz answered 200
+    NOT_READY = "not-ready"     # it answered, but not 200: alive, no traffic for it
+    NO_ANSWER = "no-answer"     # refused, reset or timed out: dead or hung
+
+
 class ReplicaState(StrEnum):
     STARTING = "starting"   # process launched, /readyz not yet 200
     READY = "ready"         # serving; in the gateway's route table

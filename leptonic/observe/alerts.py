@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from leptonic.config.observe import ObserveSettings
 from leptonic.core.alerts import (
     FIRING,
     INACTIVE,
@@ -29,11 +30,10 @@ from leptonic.core.alerts import (
     parse_expr,
     step,
 )
+from leptonic.core.observe import AlertRule
 from leptonic.errors import LeptonicError
-from leptonic.observe.models import AlertRule
 from leptonic.observe.notify import DeliveryError, Notifier, backoff, build_payload, redact
 from leptonic.observe.series import Sample, window_value
-from leptonic.observe.settings import ObserveSettings
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from leptonic.config.observe import SmtpSettings
 from leptonic.errors import InvalidInput
-from leptonic.observe.settings import SmtpSettings
 
 KINDS = ("webhook", "slack", "email")
 _EMAIL_RE = re.compile(r"^[^@\s,]+@[^@\s,]+$")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from leptonic.observe.settings import ObserveSettings
+from leptonic.config.observe import ObserveSettings
 
 Sample = dict[str, float | None]
 

@@ -21,9 +21,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from leptonic.config.observe import ObserveSettings
 from leptonic.controller.phases import run_guarded
 from leptonic.core.alerts import DEPLOYMENT_METRICS, NODE_METRICS
 from leptonic.core.models import Deployment, Node, Replica, ReplicaState, check_name
+from leptonic.core.observe import SeriesResult
 from leptonic.errors import InvalidInput, NotFound
 from leptonic.observe.alerts import AlertEngine, Dispatcher
 from leptonic.observe.energy import Energy, EnergyCollector
@@ -38,7 +40,6 @@ from leptonic.observe.metrics import (
     node_stats,
     queue_depth,
 )
-from leptonic.observe.models import SeriesResult
 from leptonic.observe.monitor import ModelMonitor, MonitorCollector
 from leptonic.observe.notify import Notifier
 from leptonic.observe.series import (
@@ -49,7 +50,6 @@ from leptonic.observe.series import (
     read_gateway,
     rollup,
 )
-from leptonic.observe.settings import ObserveSettings
 from leptonic.observe.usage import Meter
 from leptonic.store.observe import ObserveStore
 from leptonic.store.usage import UsageStore

@@ -151,7 +151,7 @@ class FakeProber:
     calls: int = 0
 
     async def probe(self, url: str, timeout_s: float = 1.0) -> Any:
-        from leptonic.controller.probes import ProbeResult
+        from leptonic.core.models import ProbeResult
 
         self.calls += 1
         if url in self.down:

@@ -12,8 +12,8 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leptonic.core.alerts import AlertState
+from leptonic.core.observe import AlertInstance, AlertRule
 from leptonic.errors import Conflict, NotFound
-from leptonic.observe.models import AlertInstance, AlertRule
 from leptonic.store import tables as t
 
 

@@ -12,8 +12,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from leptonic.config import Settings
+from leptonic.config.observe import ObserveSettings
 from leptonic.core.power import HP_ML110_G5
-from leptonic.observe.settings import ObserveSettings
 from leptonic.platform import Platform
 from tests.integration.clitools import ok_json, one_line_error
 

@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from leptonic.config import Settings
-from leptonic.observe.settings import ObserveSettings, SmtpSettings
+from leptonic.config.observe import ObserveSettings, SmtpSettings
 from leptonic.platform import Platform
 from tests.integration.clitools import make_cli, ok_json, one_line_error
 from tests.integration.test_jobs import post_job

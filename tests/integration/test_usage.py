@@ -16,8 +16,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from leptonic.config import Settings
+from leptonic.config.observe import ObserveSettings
 from leptonic.core.usage import DEFAULT_PRICES
-from leptonic.observe.settings import ObserveSettings
 from leptonic.platform import Platform
 from leptonic.store.usage import UsageStore
 from tests.integration.clitools import ok_json, one_line_error

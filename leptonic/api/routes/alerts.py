@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from leptonic.api.deps import get_platform
 from leptonic.core.alerts import parse_duration, parse_expr
 from leptonic.core.models import check_name
+from leptonic.core.observe import AlertRule, AlertView, Notification
 from leptonic.errors import InvalidInput
-from leptonic.observe.models import AlertRule, AlertView, Notification
 from leptonic.observe.notify import check_targets, redact
 
 router = APIRouter(tags=["alerts"])

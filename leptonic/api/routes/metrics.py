@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from leptonic.api.deps import get_platform
 from leptonic.core.alerts import parse_duration
+from leptonic.core.observe import SeriesResult
 from leptonic.errors import InvalidInput
-from leptonic.observe.models import SeriesResult
 
 router = APIRouter(tags=["metrics"])
 

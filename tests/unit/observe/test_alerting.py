@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from leptonic.config.observe import ObserveSettings
+from leptonic.core.observe import AlertRule
 from leptonic.observe.alerts import AlertEngine, Dispatcher
-from leptonic.observe.models import AlertRule
 from leptonic.observe.notify import (
     DeliveryError,
     backoff,
@@ -18,7 +19,6 @@ from leptonic.observe.notify import (
     check_targets,
     redact,
 )
-from leptonic.observe.settings import ObserveSettings
 from leptonic.store.observe import ObserveStore
 from leptonic.store.store import Store
 

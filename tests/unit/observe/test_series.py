@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from leptonic.config.observe import ObserveSettings, Tier
 from leptonic.observe.series import (
     GatewayCounts,
     ReplicaStat,
@@ -14,7 +15,6 @@ from leptonic.observe.series import (
     window_value,
 )
 from leptonic.observe.service import compact
-from leptonic.observe.settings import ObserveSettings, Tier
 from leptonic.store.observe import ObserveStore
 
 INF = float("inf")

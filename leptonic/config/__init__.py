@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leptonic.observe.settings import ObserveSettings
+from leptonic.config.observe import ObserveSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
