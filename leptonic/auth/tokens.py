@@ -31,8 +31,8 @@ from typing import Any
 from leptonic.auth.ratelimit import FailureWindow, TokenBuckets
 from leptonic.auth.roles import Role
 from leptonic.config import DataDir
+from leptonic.core.routes import Refusal
 from leptonic.errors import TooManyRequests
-from leptonic.gateway.proxy import Refusal
 
 PREFIX = "lep_"
 SESSION_TTL_S = 12 * 3600

@@ -21,7 +21,7 @@ from leptonic.controller.nodes import NodeObserver
 from leptonic.controller.phases import run_guarded
 from leptonic.controller.replicas import ReplicaObserver
 from leptonic.core.models import Deployment, Replica, ReplicaState, Rollout
-from leptonic.gateway.routes import Hold, Route, Upstream
+from leptonic.core.routes import Hold, Route, Upstream
 from leptonic.runtime.base import ReplicaHandle
 
 log = logging.getLogger(__name__)

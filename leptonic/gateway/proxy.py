@@ -30,7 +30,6 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -39,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from leptonic.asgi import BadLength, TooLarge, declared_length
 from leptonic.config import DEFAULT_MAX_BODY_BYTES
 from leptonic.core.analysis import N_BUCKETS, TrafficCounters, bucket_of
+from leptonic.core.routes import Refusal
 from leptonic.errors import PROBLEM_CONTENT_TYPE, problem
 from leptonic.gateway.balancer import choose
 from leptonic.gateway.routes import Hold, Route, RouteTable, Upstream
@@ -50,17 +50,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EJECT_SECONDS = 5.0
-@dataclass(frozen=True)
-class Refusal:
-    """Why the gateway will not serve a request, as the problem+json it answers with."""
-
-    status: int
-    title: str
-    detail: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    delay_s: float = 0.0    # hold the answer this long (a throttled client waits for it)
-
-
 # authorize(token, deployment, client address or None) -> serve (True/None), 401 (False)
 # or another answer (Refusal); or an awaitable of one, where answering needs I/O (the
 # gateway awaits it; the event loop is never held by a store query)
