@@ -37,6 +37,14 @@ class Disconnected(Exception):
     """The client went away before the whole body arrived."""
 
 
+def length_of(value: bytes) -> int:
+    """One Content-Length header's value as bytes; ``BadLength`` for anything but digits."""
+    text = value.strip()
+    if not text.isdigit():
+        raise BadLength(value)
+    return int(text)
+
+
 def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     """The Content-Length the request declares (None: none). Raises ``BadLength`` for
     anything but digits, and for two headers that disagree (RFC 9112 6.3)."""
@@ -44,10 +52,7 @@ def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name != b"content-length":
             continue
-        text = value.strip()
-        if not text.isdigit():
-            raise BadLength(value)
-        length = int(text)
+        length = length_of(value)
         if found is not None and found != length:
             raise BadLength(value)
         found = length

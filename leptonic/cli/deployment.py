@@ -16,7 +16,6 @@ from leptonic.cli.rollout import spec_options
 from leptonic.client import Client
 from leptonic.core.models import (
     DEFAULT_PLACEMENT,
-    DONE_PHASES,
     Deployment,
     Event,
     PlacementSpec,
@@ -145,18 +144,10 @@ def _wait_update(client: Client, opts: Opts, d: Deployment, timeout: float) -> D
         except NotFound:
             ro = None
         if ro is not None and ro.status.target.generation == generation:
-            err = console(stderr=True)
-            last = ""
-            while ro.status.phase not in DONE_PHASES:
-                if time.monotonic() > deadline:
-                    fail(f"rollout {ro.status.id} of {name} still {ro.status.phase} after "
-                         f"{timeout:g}s: {ro.status.message} (`leptonic deployment rollout "
-                         f"status {name}` follows it; --no-wait returns at once)")
-                if not opts.json and err.is_terminal and ro.status.message != last:
-                    err.print(f"[dim]{ro.status.message}[/dim]")
-                last = ro.status.message
-                time.sleep(0.5)
-                ro = client.get_rollout(name)
+            ro = rollout_cli.follow(
+                client, opts, ro, name, deadline, timeout,
+                hint=f" (`leptonic deployment rollout status {name}` follows it; --no-wait "
+                     "returns at once)")
             if ro.status.phase is not RolloutPhase.SUCCEEDED:
                 fail(f"rollout {ro.status.id} of {name} {ro.status.phase}: "
                      f"{ro.status.reason or ro.status.message}")

@@ -17,8 +17,9 @@ from typing import Annotated, Any
 
 import typer
 
-from leptonic.cli._context import OutputOpt, TokenOpt, UrlOpt, connect, options
+from leptonic.cli._context import Opts, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import clock, console, fail, fields, show, table
+from leptonic.client import Client
 from leptonic.core.models import (
     DEFAULT_PLACEMENT,
     DONE_PHASES,
@@ -322,21 +323,28 @@ def status(
     with connect(opts) as client:
         ro: Rollout = client.get_rollout(name)
         if wait:
-            err = console(stderr=True)
-            deadline = time.monotonic() + timeout
-            last = ""
-            while ro.status.phase not in DONE_PHASES:
-                if time.monotonic() > deadline:
-                    fail(f"rollout {ro.status.id} of {name} still {ro.status.phase} after "
-                         f"{timeout:g}s: {ro.status.message}")
-                if not opts.json and ro.status.message != last and err.is_terminal:
-                    err.print(f"[dim]{ro.status.message}[/dim]")
-                last = ro.status.message
-                time.sleep(0.5)
-                ro = client.get_rollout(name)
+            ro = follow(client, opts, ro, name, time.monotonic() + timeout, timeout)
     show(opts, ro, rollout_view)
     if wait and ro.status.phase is not RolloutPhase.SUCCEEDED:
         fail(f"rollout {ro.status.id} of {name} {ro.status.phase}: {ro.status.reason}")
+
+
+def follow(client: Client, opts: Opts, ro: Rollout, name: str, deadline: float,
+           timeout: float, hint: str = "") -> Rollout:
+    """Poll the rollout until it is over (its messages on stderr for people); one line and
+    exit 1 past ``deadline``."""
+    err = console(stderr=True)
+    last = ""
+    while ro.status.phase not in DONE_PHASES:
+        if time.monotonic() > deadline:
+            fail(f"rollout {ro.status.id} of {name} still {ro.status.phase} after "
+                 f"{timeout:g}s: {ro.status.message}{hint}")
+        if not opts.json and ro.status.message != last and err.is_terminal:
+            err.print(f"[dim]{ro.status.message}[/dim]")
+        last = ro.status.message
+        time.sleep(0.5)
+        ro = client.get_rollout(name)
+    return ro
 
 
 def _control(verb: str) -> Callable[..., None]:

@@ -18,6 +18,7 @@ from rich.console import Group
 
 from leptonic.cli._context import Output, OutputOpt, TokenOpt, UrlOpt, connect, options
 from leptonic.cli._output import ErrorHandlingGroup, clock, fail, fields, show, table
+from leptonic.core.usage import money
 
 SinceOpt = Annotated[str, typer.Option(
     "--since", help="How far back: a duration (90m, 12h, 30d) or a UTC date (2026-12-01).")]
@@ -42,12 +43,6 @@ COLUMNS = ("replica_seconds", "cpu_seconds", "memory_gib_seconds", "gpu_seconds"
            "energy_kwh", "requests", "errors", "cost")
 
 
-def _money(v: float) -> str:
-    if 0 < abs(v) < 0.01:
-        return f"${v:.2g}"
-    return f"${v:,.4f}" if v < 100 else f"${v:,.2f}"
-
-
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
 
@@ -57,15 +52,15 @@ def usage_tables(r: dict[str, Any]) -> object:
     name = r["by"].upper() if group != "label" else r["by"].split(":", 1)[1].upper()
     rows = [(i["key"], _hours(i["replica_seconds"]), f"{i['cpu_seconds'] / 3600:.2f}",
              f"{i['memory_gib_seconds'] / 3600:.2f}", f"{i['gpu_seconds'] / 3600:.2f}",
-             f"{i['requests']:.0f}", f"{i['errors']:.0f}", _money(i["cost"]))
+             f"{i['requests']:.0f}", f"{i['errors']:.0f}", money(i["cost"]))
             for i in r["items"]]
     t = r["total"]
     rows.append(("TOTAL", _hours(t["replica_seconds"]), f"{t['cpu_seconds'] / 3600:.2f}",
                  f"{t['memory_gib_seconds'] / 3600:.2f}", f"{t['gpu_seconds'] / 3600:.2f}",
-                 f"{t['requests']:.0f}", f"{t['errors']:.0f}", _money(t["cost"])))
+                 f"{t['requests']:.0f}", f"{t['errors']:.0f}", money(t["cost"])))
     main = table([name, "RUN TIME", "CORE-H", "GIB-H", "GPU-H", "REQUESTS", "ERRORS", "COST"],
                  rows, title=f"Usage by {r['by']} (USD)")
-    return Group(main, f"idle capacity (held by nobody): {_money(r['idle']['cost'])}")
+    return Group(main, f"idle capacity (held by nobody): {money(r['idle']['cost'])}")
 
 
 def usage_csv(r: dict[str, Any]) -> str:
@@ -234,7 +229,7 @@ def budget_name(scope: str) -> str:
 
 def budgets_table(rows: list[dict[str, Any]]) -> object:
     return table(["NAME", "SCOPE", "MONTHLY", "SPENT", "%", "ALERTS", "NOTIFIED", "ACTION"],
-                 [(b["name"], b["scope"], _money(b["monthly"]), _money(b["spent"]),
+                 [(b["name"], b["scope"], money(b["monthly"]), money(b["spent"]),
                    f"{b['percent']:.1f}", ",".join(f"{a:g}" for a in b["alerts"]),
                    ",".join(f"{a:g}" for a in b["notified"]) or "-", b["action"])
                   for b in rows], title=f"Budgets ({rows[0]['month'] if rows else 'this month'})")

@@ -71,6 +71,15 @@ def check_price(name: str, value: float) -> float:
     return float(value)
 
 
+def money(v: object) -> str:
+    """USD for people: ``$0.0000034``, ``$12.3456``, ``$1,234.57``; ``-`` for no figure."""
+    if not isinstance(v, int | float):
+        return "-"
+    if 0 < abs(v) < 0.01:
+        return f"${v:.2g}"
+    return f"${v:,.4f}" if abs(v) < 100 else f"${v:,.2f}"
+
+
 def unit_of(resource: str) -> str:
     return UNITS[resource.partition(":")[0]]
 

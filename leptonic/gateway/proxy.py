@@ -35,7 +35,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from leptonic.asgi import BadLength, TooLarge, declared_length
+from leptonic.asgi import BadLength, TooLarge, length_of
 from leptonic.config import DEFAULT_MAX_BODY_BYTES
 from leptonic.core.analysis import N_BUCKETS, TrafficCounters, bucket_of
 from leptonic.core.routes import Refusal
@@ -337,12 +337,12 @@ class Gateway:
         body = b""
         if content_length is not None:
             try:
-                declared = declared_length(((b"content-length", content_length),))
+                declared = length_of(content_length)
             except BadLength as exc:
                 await _problem(send, 400, "Bad request", str(exc))
                 self._count_refusal(deployment, 400)
                 return
-            if declared is not None and declared > limit:
+            if declared > limit:
                 await _too_large(send, limit)
                 self._count_refusal(deployment, 413)
                 return

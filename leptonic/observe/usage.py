@@ -119,8 +119,9 @@ class Meter:
             runs.append(Run(key, "replica", "deployment", r.deployment,
                             d.spec.created_by if d else None, d.spec.labels if d else {},
                             r.node, r.started_at or r.created_at, shape, now))
-        runs += self._attempts(now, by_node, held, live_runs)
-        runs += self._vanished(now, live_runs)
+        open_runs = self.usage.open_runs()
+        runs += self._attempts(now, by_node, held, live_runs, open_runs)
+        runs += self._vanished(live_runs, open_runs)
         self._cpu = {k: v for k, v in self._cpu.items() if k in live_runs}
         buckets = self._traffic(now, owners, gateway, energy, prices)
         buckets += self._idle(now, nodes, held, prices)
@@ -138,12 +139,12 @@ class Meter:
         return max(0.0, stat.cpu_seconds - seen.cpu_seconds) / (now - seen.at)
 
     def _attempts(self, now: float, nodes: Mapping[str, Node], held: dict[str, Shape],
-                  live: set[str]) -> list[Run]:
+                  live: set[str], open_runs: list[dict[str, Any]]) -> list[Run]:
         runs = []
         jobs: dict[str, Job] = {j.name: j for j in self.store.list_jobs(live=True)}
         running = self.store.list_attempts(running=True)
         ids = {a.id for a in running}
-        gone = {r["run"]: r for r in self.usage.open_runs()
+        gone = {r["run"]: r for r in open_runs
                 if r["kind"] == "attempt" and r["run"] not in ids}
         ended: list[JobAttempt] = []
         for job in sorted({r["owner"] for r in gone.values()}):
@@ -168,10 +169,11 @@ class Meter:
                             (a.finished_at or now) if done else now, closing=done))
         return runs
 
-    def _vanished(self, now: float, live: set[str]) -> list[Run]:
+    @staticmethod
+    def _vanished(live: set[str], open_runs: list[dict[str, Any]]) -> list[Run]:
         """Open runs seen no more (their row is gone): closed at their last mark."""
         out = []
-        for row in self.usage.open_runs():
+        for row in open_runs:
             # an attempt closes from its row, which outlives it (with its job)
             if row["run"] in live or row["kind"] == "attempt":
                 continue
@@ -231,23 +233,17 @@ class Meter:
         return out
 
     # -- budgets --------------------------------------------------------------------------
-    def spent(self, spec: BudgetSpec, now: float) -> float:
-        start, _ = month_bounds(now)
-        return sum(float(r["cost"]) for r in self.usage.buckets(start, now + HOUR_S)
-                   if in_scope(spec.scope, r))
-
     def budgets(self, now: float) -> list[tuple[str, float]]:
         """Check every budget this month; ``(budget, threshold)`` of each one notified."""
         budgets = self.usage.list_budgets()
         if not budgets:
             return []
-        start, _ = month_bounds(now)
-        rows = self.usage.buckets(start, now + HOUR_S)
+        rows = month_rows(self.usage, now)
         month = month_of(now)
         fired = []
         for b in budgets:
             spec: BudgetSpec = b["spec"]
-            spent = sum(float(r["cost"]) for r in rows if in_scope(spec.scope, r))
+            spent = spent_of(rows, spec)
             done = [n["threshold"] for n in self.usage.notices(spec.name)
                     if n["month"] == month]
             for threshold in crossed(spent, spec.monthly, spec.alerts, done):
@@ -376,6 +372,17 @@ def _hourly(rows: list[dict[str, Any]], start: float, end: float) -> list[dict[s
         cell = hours.setdefault(float(r["hour"]), [0.0, 0.0])
         cell[1 if r["owner_kind"] == "node" else 0] += float(r["cost"])
     return [{"hour": t, "cost": c, "idle": i} for t, (c, i) in sorted(hours.items())]
+
+
+def month_rows(ustore: UsageStore, now: float) -> list[dict[str, Any]]:
+    """The usage buckets of the UTC month ``now`` is in, up to now: what budgets count."""
+    start, _ = month_bounds(now)
+    return ustore.buckets(start, now + HOUR_S)
+
+
+def spent_of(rows: Iterable[Mapping[str, Any]], spec: BudgetSpec) -> float:
+    """The cost of the rows in the budget's scope."""
+    return sum(float(r["cost"]) for r in rows if in_scope(spec.scope, r))
 
 
 def _closed_at_mark(row: Mapping[str, Any]) -> Run:

@@ -20,11 +20,11 @@ from leptonic import __version__
 from leptonic.core.alerts import parse_duration
 from leptonic.core.models import Deployment, Job, NodeState, check_name
 from leptonic.core.registry import KEY_METRICS, RegisteredModel
-from leptonic.core.usage import BudgetSpec
+from leptonic.core.usage import money
 from leptonic.errors import LeptonicError
 from leptonic.observe.logs import compile_grep, search_file
 from leptonic.observe.notify import redact
-from leptonic.observe.usage import Meter
+from leptonic.observe.usage import month_rows, spent_of
 from leptonic.observe.usage import report as usage_report
 from leptonic.store.usage import UsageStore
 from leptonic.web.auth import (
@@ -77,16 +77,8 @@ def _unit(v: Any, unit: str) -> str:
     return f"{_num(v)} {unit}" if isinstance(v, int | float) else "-"
 
 
-def _money(v: Any) -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    if 0 < abs(v) < 0.01:
-        return f"${v:.2g}"
-    return f"${v:,.4f}" if abs(v) < 100 else f"${v:,.2f}"
-
-
 templates.env.filters.update(age=_age, clock=_clock, num=_num, pct=_pct, unit=_unit,
-                             redact=redact, money=_money)
+                             redact=redact, money=money)
 templates.env.globals.update(version=__version__, ranges=RANGES)
 
 
@@ -268,18 +260,15 @@ def usage_page(request: Request, since: str = "30d", by: str = "deployment") -> 
     since = since if since in USAGE_RANGES else "30d"
     try:
         found = usage_report(platform.store, since, None, by, time.time())
-        budgets = [(b["spec"], usage_spent(platform, b["spec"])) for b in
-                   UsageStore(platform.store).list_budgets()]
+        ustore = UsageStore(platform.store)
+        rows = month_rows(ustore, time.time())
+        budgets = [(b["spec"], spent_of(rows, b["spec"])) for b in ustore.list_budgets()]
     except LeptonicError as exc:
         return _page(request, "error.html", status=exc.status, principal=principal,
                      title=exc.title, detail=exc.detail, nav="usage")
     return _page(request, "usage.html", principal=principal, nav="usage", r=found,
                  since=since, by=by, usage_ranges=USAGE_RANGES, groups=USAGE_GROUPS,
                  budgets=budgets)
-
-
-def usage_spent(platform: Any, spec: BudgetSpec) -> float:
-    return Meter(platform.store, max_gap_s=0).spent(spec, time.time())
 
 
 @router.get("/ui/data/usage")

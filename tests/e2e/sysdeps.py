@@ -4,8 +4,10 @@ by ``make sysdeps``). Missing ones skip the test locally, and fail it in CI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,3 +40,23 @@ def require_playwright() -> Any:
     except ImportError:
         _missing("the playwright Python package (pip install -e '.[dev]')")
     return sync_playwright
+
+
+@contextlib.contextmanager
+def dashboard_page(url: str, token: str, path: str) -> Iterator[Any]:
+    """A headless Chromium page of the dashboard at ``path``, logged in with ``token``
+    (the login form the dashboard redirects to first); the browser closes afterwards."""
+    chromium = require_binary("chromium")
+    sync_playwright = require_playwright()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(20_000)
+            page.goto(url + path)
+            page.fill("input[name=token]", token)
+            page.click("button[type=submit]")
+            page.wait_for_url("**" + path.split("?")[0] + "**")
+            yield page
+        finally:
+            browser.close()

@@ -130,26 +130,14 @@ def test_train_register_gate_deploy_feedback_and_drift_alert(platform: RunningPl
 
 def _model_page_in_a_browser(p: RunningPlatform, accuracy: float) -> None:
     """The model's dashboard page in headless Chromium shows the live accuracy."""
-    from tests.e2e.sysdeps import CHROMIUM_FLAGS, require_binary, require_playwright
+    from tests.e2e.sysdeps import dashboard_page
 
-    chromium = require_binary("chromium")
-    sync_playwright = require_playwright()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(20_000)
-            page.goto(p.url + "/ui/models")
-            page.fill("input[name=token]", p.token)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/ui/models")
-            page.click("a[href='/ui/models/iris']")
-            page.wait_for_url("**/ui/models/iris")
-            shown = page.locator("[data-live=irisd] dd[data-metric=accuracy]")
-            shown.wait_for()
-            assert shown.inner_text().strip() == f"{accuracy * 100:.2f}%"
-            assert page.locator("tr[data-version='2']").count() == 1
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-model.png"), full_page=True)
-        finally:
-            browser.close()
+    with dashboard_page(p.url, p.token, "/ui/models") as page:
+        page.click("a[href='/ui/models/iris']")
+        page.wait_for_url("**/ui/models/iris")
+        shown = page.locator("[data-live=irisd] dd[data-metric=accuracy]")
+        shown.wait_for()
+        assert shown.inner_text().strip() == f"{accuracy * 100:.2f}%"
+        assert page.locator("tr[data-version='2']").count() == 1
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-model.png"), full_page=True)

@@ -107,36 +107,24 @@ async def test_replica_seconds_match_process_lifetimes_across_kills_and_a_restar
         shown = p.cli("usage", "runs", "m")
         assert all(run in shown.stdout for run in truth)
         p.cli("budget", "create", "--scope", "label:team=search", "--monthly", "10")
-        await asyncio.to_thread(_usage_page_in_a_browser, p, search["cost"])
+        await asyncio.to_thread(_usage_page_in_a_browser, p)
 
 
-def _usage_page_in_a_browser(p: RunningPlatform, cost: float) -> None:
+def _usage_page_in_a_browser(p: RunningPlatform) -> None:
     """The usage page in headless Chromium: the cost chart drawn, the row and the budget."""
-    from tests.e2e.sysdeps import CHROMIUM_FLAGS, require_binary, require_playwright
+    from tests.e2e.sysdeps import dashboard_page
 
-    chromium = require_binary("chromium")
-    sync_playwright = require_playwright()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(20_000)
-            page.goto(p.url + "/ui/usage?since=24h")
-            page.fill("input[name=token]", p.token)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/ui/usage**")
-            page.locator("#chart-cost[data-points]").wait_for()
-            assert int(page.locator("#chart-cost").get_attribute("data-points") or 0) >= 1
-            row = page.locator("#usage-items tr[data-key=m] td").last
-            assert row.inner_text().strip().startswith("$")
-            assert page.locator("#budgets tr[data-budget=label-team-search]").count() == 1
-            page.click("a.button:has-text('by user')")
-            page.wait_for_url("**by=user**")
-            assert page.locator("#usage-items tr[data-key='token:admin']").count() == 1
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-usage.png"), full_page=True)
-        finally:
-            browser.close()
+    with dashboard_page(p.url, p.token, "/ui/usage?since=24h") as page:
+        page.locator("#chart-cost[data-points]").wait_for()
+        assert int(page.locator("#chart-cost").get_attribute("data-points") or 0) >= 1
+        row = page.locator("#usage-items tr[data-key=m] td").last
+        assert row.inner_text().strip().startswith("$")
+        assert page.locator("#budgets tr[data-budget=label-team-search]").count() == 1
+        page.click("a.button:has-text('by user')")
+        page.wait_for_url("**by=user**")
+        assert page.locator("#usage-items tr[data-key='token:admin']").count() == 1
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-usage.png"), full_page=True)
 
 
 def test_a_job_attempt_is_metered_from_its_start_to_its_end(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ CLI (422 naming the table point), the live accounting in /metrics, the built-in 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ from leptonic.config import Settings
 from leptonic.config.observe import ObserveSettings
 from leptonic.core.power import HP_ML110_G5
 from leptonic.platform import Platform
+from tests.integration.apitools import problem, wait
 from tests.integration.clitools import ok_json, one_line_error
 
-PROBLEM = "application/problem+json"
 TABLE = list(HP_ML110_G5.points)
 TABLE_ARG = ",".join(f"{w:g}" for w in TABLE)
 
@@ -26,25 +25,6 @@ TABLE_ARG = ",".join(f"{w:g}" for w in TABLE)
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return Settings(data_dir=tmp_path / "data", port=18080, database_url=database_url,
                     observe=ObserveSettings(interval_s=0.05))
-
-
-def wait(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-def problem(resp: Any, status: int, *words: str) -> str:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(PROBLEM)
-    detail = str(resp.json()["detail"])
-    for word in words:
-        assert word in detail, detail
-    return detail
 
 
 def deploy(api: TestClient, name: str = "echo", cpu: float = 8.0) -> None:

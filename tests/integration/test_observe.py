@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from leptonic.config import Settings
 from leptonic.config.observe import ObserveSettings, SmtpSettings
 from leptonic.platform import Platform
+from tests.integration.apitools import wait
 from tests.integration.clitools import make_cli, ok_json, one_line_error
 from tests.integration.test_jobs import post_job
 
@@ -78,16 +79,6 @@ def traffic(platform: Platform, name: str, ok: int, errors: int, seconds: float)
             m.request(name, 503)
             latency.observe(0.8)
         time.sleep(0.02)
-
-
-def wait(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def is_problem(r: Any, status: int, *words: str) -> None:

@@ -20,13 +20,18 @@ from leptonic.core.usage import (
     BudgetSpec,
     check_price,
     check_resource,
-    in_scope,
-    month_bounds,
     month_of,
     unit_of,
 )
 from leptonic.observe.notify import check_targets, redact
-from leptonic.observe.usage import SINCE_FORMS, cloudevents, report, window
+from leptonic.observe.usage import (
+    SINCE_FORMS,
+    cloudevents,
+    month_rows,
+    report,
+    spent_of,
+    window,
+)
 from leptonic.store.usage import UsageStore
 
 router = APIRouter(tags=["usage"])
@@ -121,9 +126,7 @@ def reset_price(resource: str, platform: Any = Depends(get_platform)) -> Respons
 def _budget_view(platform: Any, b: dict[str, Any], now: float) -> dict[str, Any]:
     spec: BudgetSpec = b["spec"]
     ustore = UsageStore(platform.store)
-    start, _ = month_bounds(now)
-    spent = sum(float(r["cost"]) for r in ustore.buckets(start, now + HOUR_S)
-                if in_scope(spec.scope, r))
+    spent = spent_of(month_rows(ustore, now), spec)
     month = month_of(now)
     return {**spec.model_dump(mode="json"), "notify": [redact(t) for t in spec.notify],
             "month": month, "spent": spent, "percent": 100.0 * spent / spec.monthly,
