@@ -40,7 +40,7 @@ from leptonic.config import DEFAULT_MAX_BODY_BYTES
 from leptonic.core.analysis import N_BUCKETS, TrafficCounters, bucket_of
 from leptonic.core.routes import Refusal
 from leptonic.errors import PROBLEM_CONTENT_TYPE, problem
-from leptonic.gateway.balancer import choose
+from leptonic.gateway.balancer import pick
 from leptonic.gateway.routes import Hold, Route, RouteTable, Upstream
 from leptonic.gateway.upstream import UpstreamClient, UpstreamError, UpstreamTimeout
 
@@ -486,31 +486,13 @@ class Gateway:
         in_flight.inc()
         try:
             while True:
-                exclude: set[str] | frozenset[str] = tried or frozenset()
-                pool = ids
-                if split:
-                    # weighted traffic split: draw the group, then p2c inside it
-                    draw = self.rng.random() * split[-1][0]
-                    for bound, pool in split:  # noqa: B007 - the loop picks the pool
-                        if draw < bound:
-                            break
+                now = 0.0
                 if ejected:
                     now = time.monotonic()
-                    out = {r for r, until in ejected.items() if until > now}
-                    if len(out) != len(ejected):
-                        for back in [r for r in ejected if r not in out]:
-                            del ejected[back]
-                    chosen = choose(pool, outstanding, self.rng, exclude | out if out else exclude)
-                    if chosen is None and pool is not ids:
-                        chosen = choose(ids, outstanding, self.rng,
-                                        exclude | out if out else exclude)
-                    if chosen is None and out:
-                        # Everything left is ejected: better to try one than to fail.
-                        chosen = choose(ids, outstanding, self.rng, exclude)
-                else:
-                    chosen = choose(pool, outstanding, self.rng, exclude)
-                    if chosen is None and pool is not ids:
-                        chosen = choose(ids, outstanding, self.rng, exclude)
+                    for back in [r for r, until in ejected.items() if until <= now]:
+                        del ejected[back]       # its time is up: a candidate again
+                chosen = pick(ids, split, outstanding, self.rng, tried=tried or frozenset(),
+                              ejected=ejected, now=now)
                 if chosen is None:
                     break
                 rid = chosen

@@ -1,4 +1,5 @@
-"""Power of two choices, as a table with seeded randomness plus a statistical check."""
+"""Power of two choices, as a table with seeded randomness plus a statistical check; the
+whole choice for one attempt (``pick``: weighted split, tried and ejected replicas)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from leptonic.gateway.balancer import choose
+from leptonic.core.routes import Route, Upstream
+from leptonic.gateway.balancer import choose, pick
 
 
 class Draws(random.Random):
@@ -88,3 +90,52 @@ def test_same_seed_same_choices() -> None:
     first = [choose(ids, {}, random.Random(9)) for _ in range(5)]
     again = [choose(ids, {}, random.Random(9)) for _ in range(5)]
     assert first == again
+
+
+def _route(weights: dict[str, float] | None = None, **groups: list[str]) -> Route:
+    ups = [Upstream(rid, f"http://127.0.0.1:{9000 + i}", group=g)
+           for g, rids in groups.items() for i, rid in enumerate(rids)]
+    return Route.of("d", ups, weights)
+
+
+def test_pick_splits_traffic_by_weight() -> None:
+    route = _route({"stable": 90, "canary": 10}, stable=["s1", "s2"], canary=["c1"])
+    rng = random.Random(5)
+    counts = Counter(pick(route.ids, route.split, {}, rng) for _ in range(20_000))
+    assert set(counts) == {"s1", "s2", "c1"}
+    assert 0.085 < counts["c1"] / 20_000 < 0.115
+
+
+def test_pick_without_a_split_is_choose() -> None:
+    route = _route(None, a=["a", "b", "c"])
+    assert route.split == ()
+    draws = [pick(route.ids, route.split, {"a": 3}, random.Random(s)) for s in range(50)]
+    assert draws == [choose(route.ids, {"a": 3}, random.Random(s)) for s in range(50)]
+
+
+def test_pick_skips_tried_and_ejected_replicas() -> None:
+    route = _route(None, a=["a", "b", "c"])
+    rng = random.Random(1)
+    for _ in range(200):
+        assert pick(route.ids, (), {}, rng, tried={"a"}, ejected={"b": 10.0}, now=5.0) == "c"
+    # an ejection whose time is up no longer counts
+    seen = {pick(route.ids, (), {}, rng, tried={"a"}, ejected={"b": 4.0}, now=5.0)
+            for _ in range(200)}
+    assert seen == {"b", "c"}
+
+
+def test_pick_tries_an_ejected_replica_rather_than_fail() -> None:
+    route = _route(None, a=["a", "b"])
+    rng = random.Random(2)
+    assert pick(route.ids, (), {}, rng, tried={"a"}, ejected={"b": 10.0}, now=1.0) == "b"
+    # but never one already tried for this request
+    assert pick(route.ids, (), {}, rng, tried={"a", "b"}, ejected={"b": 10.0}, now=1.0) is None
+
+
+def test_pick_leaves_an_exhausted_group_for_any_replica() -> None:
+    route = _route({"stable": 1, "canary": 99}, stable=["s1"], canary=["c1"])
+    rng = random.Random(3)
+    # the canary drew nearly every request; with it tried, the stable replica answers
+    assert {pick(route.ids, route.split, {}, rng, tried={"c1"}) for _ in range(100)} == {"s1"}
+    assert {pick(route.ids, route.split, {}, rng, ejected={"c1": 9.0}, now=0.0)
+            for _ in range(100)} == {"s1"}
