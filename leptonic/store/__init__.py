@@ -1,2 +1,3 @@
-"""Persistent state: SQLAlchemy tables, the repository (``Store``), Alembic migrations,
-and the content-addressed artifact store for photon bundles."""
+"""Persistent state: SQLAlchemy tables, the repositories (``Store`` and the observability
+ones, each a ``base.Repository``), Alembic migrations, and the content-addressed artifact
+store for photon bundles."""

@@ -15,15 +15,14 @@ from sqlalchemy.exc import IntegrityError
 
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 
 def _row(row: Any) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-class AccountsMixin:
-    _tx: Any      # provided by Store: () -> context manager yielding a Connection
-
+class AccountsMixin(Repository):
     def _conn(self) -> AbstractContextManager[Connection]:
         cm: AbstractContextManager[Connection] = self._tx()
         return cm

@@ -4,25 +4,17 @@ transaction per call."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 
-class EnergyStore:
+class EnergyStore(Repository):
     """The energy totals, on the store's engine."""
 
-    def __init__(self, store: Any) -> None:
-        self.engine = store.engine
-
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
 
     def totals(self) -> dict[tuple[str, str], float]:
         """``{(kind, name): joules}`` of every node and deployment ever accounted."""

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from leptonic.core.models import AttemptState, Job, JobAttempt, JobSpec, JobStatus
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 
 def _job(row: Any) -> Job:
@@ -30,9 +31,7 @@ def _missing(name: str) -> NotFound:
     return NotFound(f"job {name!r} does not exist; `leptonic job list` shows the jobs")
 
 
-class JobsMixin:
-    _tx: Any      # provided by Store: () -> context manager yielding a Connection
-
+class JobsMixin(Repository):
     def _jobs_tx(self) -> AbstractContextManager[Connection]:
         cm: AbstractContextManager[Connection] = self._tx()
         return cm

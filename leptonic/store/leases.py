@@ -3,17 +3,14 @@ single conditional UPDATE so two control planes on one database never both hold 
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 
-class LeasesMixin:
-    _tx: Any
-
+class LeasesMixin(Repository):
     def acquire_lease(self, name: str, holder: str, now: float, duration_s: float) -> bool:
         """Take or renew ``name`` for ``holder`` until ``now + duration_s``; True if held.
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from leptonic.core.registry import AliasMove, ModelVersion, RegisteredModel
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 
 def _missing(name: str) -> NotFound:
@@ -30,9 +31,7 @@ def _version(row: Any, aliases: list[str]) -> ModelVersion:
     return ModelVersion.model_validate({**row.data, "aliases": sorted(aliases)})
 
 
-class ModelsMixin:
-    _tx: Any      # provided by Store: () -> context manager yielding a Connection
-
+class ModelsMixin(Repository):
     def _models_tx(self) -> AbstractContextManager[Connection]:
         cm: AbstractContextManager[Connection] = self._tx()
         return cm

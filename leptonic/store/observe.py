@@ -4,29 +4,21 @@ transaction per call, missing rows raise ``NotFound``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leptonic.core.alerts import AlertState
 from leptonic.core.observe import AlertInstance, AlertRule
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 
-class ObserveStore:
+class ObserveStore(Repository):
     """The observability half of the store, on the same engine."""
 
-    def __init__(self, store: Any) -> None:
-        self.engine = store.engine
-
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
 
     # -- samples --------------------------------------------------------------------------
     def add_samples(self, ts: float, samples: dict[str, dict[str, Any]],

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from leptonic.core.models import Rollout, RolloutControl, RolloutStatus
 from leptonic.errors import NotFound
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 
 def _rollout(row: Any) -> Rollout:
@@ -22,9 +23,7 @@ def _rollout(row: Any) -> Rollout:
                    control=RolloutControl.model_validate(row.control))
 
 
-class RolloutsMixin:
-    _tx: Any      # provided by Store: () -> context manager yielding a Connection
-
+class RolloutsMixin(Repository):
     def _rollout_tx(self) -> AbstractContextManager[Connection]:
         cm: AbstractContextManager[Connection] = self._tx()
         return cm

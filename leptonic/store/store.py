@@ -8,8 +8,6 @@ rows raise ``NotFound`` naming the object; name clashes raise ``Conflict``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +71,8 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin, ModelsMixin):
     """Platform state on SQLite (default) or PostgreSQL."""
 
     def __init__(self, url: str) -> None:
+        super().__init__(_engine(url))
         self.url = url
-        self.engine = _engine(url)
 
     @property
     def dialect(self) -> str:
@@ -92,10 +90,6 @@ class Store(AccountsMixin, LeasesMixin, RolloutsMixin, JobsMixin, ModelsMixin):
     def close(self) -> None:
         self.engine.dispose()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
 
     # -- photons ------------------------------------------------------------------------
     @staticmethod

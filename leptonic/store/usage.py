@@ -10,8 +10,7 @@ the time the control plane was down is metered too, when it is seen again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from leptonic.core.usage import (
 )
 from leptonic.errors import Conflict, NotFound
 from leptonic.store import tables as t
+from leptonic.store.base import Repository
 
 AMOUNTS = Amounts.FIELDS
 
@@ -76,16 +76,9 @@ def _shape_json(s: Shape) -> dict[str, Any]:
     return {"cpu": s.cpu, "memory_mb": s.memory_mb, "gpu": s.gpu, "gpu_model": s.gpu_model}
 
 
-class UsageStore:
+class UsageStore(Repository):
     """Metering, prices and budgets, on the store's engine."""
 
-    def __init__(self, store: Any) -> None:
-        self.engine = store.engine
-
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
 
     # -- metering --------------------------------------------------------------------------
     def _add(self, conn: Connection, key: Mapping[str, Any], who: Mapping[str, Any],
