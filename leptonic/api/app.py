@@ -13,7 +13,7 @@ from starlette.responses import Response
 from leptonic import __version__
 from leptonic.api import problems
 from leptonic.api.audit import AuditLog
-from leptonic.api.deps import require_token
+from leptonic.api.deps import ApiPlatform, require_token
 from leptonic.api.limits import BodyLimit
 from leptonic.api.routes import (
     alerts,
@@ -38,7 +38,7 @@ from leptonic.web import install as install_dashboard
 API_PREFIX = "/api/v1"
 
 
-def create_app(platform: Any) -> Any:
+def create_app(platform: ApiPlatform) -> Any:
     app = FastAPI(title="leptonic", version=__version__,
                   description="The leptonic control plane. Every /api/v1 call needs "
                               "'Authorization: Bearer TOKEN'.")

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from leptonic.store.store import Store
 
 log = logging.getLogger(__name__)
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class AuditLog:
-    def __init__(self, app: Any, store: Any) -> None:
+    def __init__(self, app: Any, store: Store) -> None:
         self.app = app
         self.store = store
 

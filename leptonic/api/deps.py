@@ -1,10 +1,11 @@
-"""Request dependencies: the platform, and the check every ``/api/v1`` route runs — who is
-calling (bearer token) and whether their role may call this route (``auth.roles``)."""
+"""Request dependencies: the platform (as ``ApiPlatform``, what the API and the dashboard
+use of it), and the check every ``/api/v1`` route runs — who is calling (bearer token)
+and whether their role may call this route (``auth.roles``)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -13,10 +14,57 @@ from leptonic.auth.roles import Role, required_role
 from leptonic.auth.tokens import THROTTLE_DELAY_S, Principal
 from leptonic.errors import Forbidden, TooManyRequests, Unauthorized
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
-async def get_platform(request: Request) -> Any:
+    from leptonic.auth.ratelimit import FailureWindow
+    from leptonic.auth.secrets import SecretBox
+    from leptonic.auth.tokens import TokenVerifier
+    from leptonic.config import DataDir, Settings
+    from leptonic.controller.leader import Leadership
+    from leptonic.gateway.proxy import Gateway
+    from leptonic.gateway.routes import RouteTable
+    from leptonic.observe.service import Observability
+    from leptonic.runtime.base import Backend
+    from leptonic.runtime.isolation import Isolation
+    from leptonic.store.artifacts import ArtifactStore
+    from leptonic.store.store import Store
+
+
+class ApiPlatform(Protocol):
+    """What the API routes and the dashboard use of ``leptonic.platform.Platform``: the
+    store and the artifacts, the auth pieces, the runtime, the gateway's state, the
+    observability service, and a way to wake the controller. Nothing here starts or stops
+    anything; that stays with the platform."""
+
+    settings: Settings
+    layout: DataDir
+    store: Store
+    artifacts: ArtifactStore
+    verifier: TokenVerifier
+    secrets: SecretBox
+    login_limits: dict[str, FailureWindow]
+    registry: CollectorRegistry
+    backend: Backend
+    gateway: Gateway
+    routes: RouteTable
+    observe: Observability
+    leadership: Leadership
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def isolation(self) -> Isolation: ...
+
+    def wake(self) -> None:
+        """Ask the controller to reconcile now; safe from any thread."""
+
+
+async def get_platform(request: Request) -> ApiPlatform:
     # async: a plain attribute read, which should not cost a hop through the threadpool
-    return request.app.state.platform
+    platform: ApiPlatform = request.app.state.platform
+    return platform
 
 
 API_PREFIX = "/api/v1"

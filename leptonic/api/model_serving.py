@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from typing import Any
 
+from leptonic.api.deps import ApiPlatform
 from leptonic.core.models import Deployment, ModelServing
 from leptonic.core.registry import ModelVersion, parse_ref
 from leptonic.errors import GenerationChanged, InvalidInput, NotFound
@@ -37,7 +37,7 @@ def server_of(framework: str, fmt: str) -> tuple[str, str]:
     return found
 
 
-def serving_for(platform: Any, text: str, version: ModelVersion | None = None
+def serving_for(platform: ApiPlatform, text: str, version: ModelVersion | None = None
                 ) -> ModelServing:
     """Resolve ``NAME@ALIAS`` / ``NAME@N`` (404 for a missing model, alias or version) and
     put a copy of the version's artifact in a bundle."""
@@ -68,7 +68,7 @@ def serving_for(platform: Any, text: str, version: ModelVersion | None = None
                         photon=photon, path_env=path_env, artifact=version.artifact, digest=digest)
 
 
-def follow_alias(platform: Any, model: str, alias: str, version: ModelVersion,
+def follow_alias(platform: ApiPlatform, model: str, alias: str, version: ModelVersion,
                  by: str | None) -> list[str]:
     """Move every deployment that serves ``model@alias`` to ``version`` (a spec update,
     rolled out by its strategy); the deployments updated."""

@@ -26,13 +26,16 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leptonic.auth.ratelimit import FailureWindow, TokenBuckets
 from leptonic.auth.roles import Role
 from leptonic.config import DataDir
 from leptonic.core.routes import Refusal
 from leptonic.errors import TooManyRequests
+
+if TYPE_CHECKING:
+    from leptonic.store.store import Store
 
 PREFIX = "lep_"
 SESSION_TTL_S = 12 * 3600
@@ -119,7 +122,7 @@ class Principal:
         return f"user:{self.username}" if self.username else f"token:{self.name}"
 
 
-def create_token(store: Any, name: str, role: str = "admin", *, kind: str = "api",
+def create_token(store: Store, name: str, role: str = "admin", *, kind: str = "api",
                  user_id: int | None = None, deployment: str | None = None,
                  expires_at: float | None = None, rate_limit_rps: float | None = None,
                  created_by: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -133,7 +136,7 @@ def create_token(store: Any, name: str, role: str = "admin", *, kind: str = "api
     return token, row
 
 
-def ensure_admin_token(store: Any, layout: DataDir) -> str | None:
+def ensure_admin_token(store: Store, layout: DataDir) -> str | None:
     """On first start: create the admin token and write it to ``DATA_DIR/admin-token``
     (mode 0600, created exclusively). Returns the new token, or None if one exists."""
     path = layout.admin_token
@@ -167,7 +170,7 @@ class TokenVerifier:
       verifier has seen valid are looked at; everything else gets :class:`TooManyRequests`.
     """
 
-    def __init__(self, store: Any, ttl_s: float = 5.0, max_entries: int = 10_000,
+    def __init__(self, store: Store, ttl_s: float = 5.0, max_entries: int = 10_000,
                  is_public: Callable[[str], bool] | None = None, *,
                  failure_limit: int = FAILURE_LIMIT,
                  failure_window_s: float = FAILURE_WINDOW_S,

@@ -7,12 +7,16 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from leptonic.controller.probes import Prober
 from leptonic.core.analysis import TrafficCounters
 from leptonic.core.transitions import RestartPolicy
 from leptonic.runtime.base import Backend
+
+if TYPE_CHECKING:
+    from leptonic.store.artifacts import ArtifactStore
+    from leptonic.store.store import Store
 
 
 class Traffic(Protocol):
@@ -60,10 +64,10 @@ class NoTraffic:
 
 @dataclass
 class ControllerContext:
-    store: Any                      # leptonic.store.Store (sync; called via to_thread)
+    store: Store                    # sync; called via to_thread (db)
     backend: Backend
     prober: Prober
-    artifacts: Any                  # leptonic.store.artifacts.ArtifactStore
+    artifacts: ArtifactStore
     secrets: Any = None             # leptonic.auth.secrets.SecretBox (None: no secrets)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     traffic: Traffic = field(default_factory=NoTraffic)

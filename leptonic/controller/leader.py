@@ -17,7 +17,10 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leptonic.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ def holder_id(port: int) -> str:
 
 
 class Leadership:
-    def __init__(self, store: Any, holder: str, *, lease_s: float = 10.0,
+    def __init__(self, store: Store, holder: str, *, lease_s: float = 10.0,
                  on_elected: Callable[[], Awaitable[None]],
                  on_deposed: Callable[[], Awaitable[None]],
                  clock: Callable[[], float] = time.time) -> None:

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leptonic.core.models import AttemptState, Job, JobAttempt
 from leptonic.core.registry import VersionMeta
 from leptonic.errors import LeptonicError, NotFound
 from leptonic.store.model_files import register, registered_event
+
+if TYPE_CHECKING:
+    from leptonic.store.store import Store
 
 MAX_META_BYTES = 8 << 20
 
@@ -35,7 +38,7 @@ def _output(ctx: Any, attempts: list[JobAttempt]) -> Path:
     raise ModelTaskFailed("the job wrote no output")
 
 
-def _registered(store: Any, model: str, job: str) -> Any:
+def _registered(store: Store, model: str, job: str) -> Any:
     try:
         versions = store.get_model(model).versions
     except NotFound:

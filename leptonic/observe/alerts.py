@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leptonic.config.observe import ObserveSettings
 from leptonic.core.alerts import (
@@ -35,6 +35,10 @@ from leptonic.errors import LeptonicError
 from leptonic.observe.notify import DeliveryError, Notifier, backoff, build_payload, redact
 from leptonic.observe.series import Sample, window_value
 
+if TYPE_CHECKING:
+    from leptonic.store.observe import ObserveStore
+    from leptonic.store.store import Store
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +47,7 @@ def _fmt(value: float | None) -> str:
 
 
 class AlertEngine:
-    def __init__(self, store: Any, ostore: Any, settings: ObserveSettings,
+    def __init__(self, store: Store, ostore: ObserveStore, settings: ObserveSettings,
                  clock: Callable[[], float], dashboard_url: str | None = None) -> None:
         self.store = store
         self.ostore = ostore
@@ -144,7 +148,7 @@ class AlertEngine:
 class Dispatcher:
     """Delivers queued notifications with retries and backoff."""
 
-    def __init__(self, store: Any, ostore: Any, settings: ObserveSettings,
+    def __init__(self, store: Store, ostore: ObserveStore, settings: ObserveSettings,
                  notifier: Notifier, clock: Callable[[], float]) -> None:
         self.store = store
         self.ostore = ostore

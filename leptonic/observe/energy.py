@@ -28,13 +28,16 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from leptonic.core.models import Node, Replica, ReplicaState
 from leptonic.core.power import NodePower, PowerModelError, node_power
+
+if TYPE_CHECKING:
+    from leptonic.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +264,7 @@ class Energy:
     """Runs the accounting each cycle and keeps its latest snapshot for ``/metrics``, the
     series and the API. ``store`` is the platform's (``None``: nothing is persisted)."""
 
-    def __init__(self, store: Any = None, *, local_node: str | None = None,
+    def __init__(self, store: Store | None = None, *, local_node: str | None = None,
                  rapl: RaplMeter | None = None, flush_s: float = 5.0,
                  max_gap_s: float = 60.0) -> None:
         from leptonic.store.energy import EnergyStore

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -45,6 +45,9 @@ from leptonic.core.drift import (
     regression_quality,
 )
 from leptonic.core.models import Deployment, Replica, ReplicaState
+
+if TYPE_CHECKING:
+    from leptonic.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ class FeedbackResult:
 class ModelMonitor:
     """Per deployment: predictions waiting for truth, labelled rows, recent features."""
 
-    def __init__(self, store: Any, *, timeout_s: float = 2.0,
+    def __init__(self, store: Store, *, timeout_s: float = 2.0,
                  clock: Any = time.time) -> None:
         self.store = store
         self.timeout_s = timeout_s

@@ -17,9 +17,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from leptonic.config.observe import ObserveSettings
 from leptonic.controller.phases import run_guarded
@@ -54,6 +54,51 @@ from leptonic.observe.usage import Meter
 from leptonic.store.observe import ObserveStore
 from leptonic.store.usage import UsageStore
 
+if TYPE_CHECKING:
+    from leptonic.config import DataDir, Settings
+    from leptonic.observe.traffic import ClusterTraffic
+    from leptonic.store.store import Store
+
+
+class GatewayMetrics(Protocol):
+    """The gateway's own Prometheus metrics, which the deployment series are read from."""
+
+    requests: Counter
+    latency: Histogram
+    in_flight: Gauge
+
+
+class ObservedBackend(Protocol):
+    """The runtime, as far as observability cares: its name (``local`` has a node of its
+    own, whose processes and power it measures)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class ObservedGateway(Protocol):
+    @property
+    def metrics(self) -> GatewayMetrics: ...
+
+
+class ObservedPlatform(Protocol):
+    """What observability uses of ``leptonic.platform.Platform``: its settings and data
+    dir, the store, the Prometheus registry it adds collectors to, the runtime (is it
+    local, which node), and the traffic: the local gateway's metrics and the sum over the
+    control planes."""
+
+    settings: Settings
+    layout: DataDir
+    store: Store
+    registry: CollectorRegistry
+    traffic: ClusterTraffic
+
+    @property
+    def backend(self) -> ObservedBackend: ...
+
+    @property
+    def gateway(self) -> ObservedGateway: ...
+
 log = logging.getLogger(__name__)
 
 NOTIFICATION_HISTORY_S = 7 * 86400.0
@@ -67,7 +112,7 @@ class Observability:
     layout and the settings; ``clock`` and ``notifier`` are seams for tests.
     """
 
-    def __init__(self, platform: Any, *, clock: Callable[[], float] = time.time,
+    def __init__(self, platform: ObservedPlatform, *, clock: Callable[[], float] = time.time,
                  notifier: Notifier | None = None) -> None:
         self.platform = platform
         self.settings: ObserveSettings = platform.settings.observe
@@ -82,7 +127,7 @@ class Observability:
         self.sampler = Sampler()
         backend = platform.backend
         self.energy = Energy(platform.store, local_node=getattr(backend, "node", "local")
-                             if getattr(backend, "name", "") == "local" else None,
+                             if backend.name == "local" else None,
                              max_gap_s=max(60.0, 5 * self.settings.interval_s))
         registry.register(EnergyCollector(self.energy))
         self.monitor = ModelMonitor(platform.store, timeout_s=self.settings.scrape_timeout_s,
@@ -164,7 +209,7 @@ class Observability:
 
     def _stats(self, replicas: list[Replica], scrapes: list[ReplicaScrape], nodes: list[Node],
                now: float) -> tuple[list[ReplicaStat], list[NodeStat]]:
-        local = getattr(self.platform.backend, "name", "") == "local"
+        local = self.platform.backend.name == "local"
         by_id = {s.replica: s for s in scrapes}
         stats = []
         for r in replicas:
@@ -188,9 +233,7 @@ class Observability:
         gw = self.platform.gateway.metrics
         gateway = read_gateway([*gw.requests.collect(), *gw.latency.collect(),
                                 *gw.in_flight.collect()])
-        traffic = getattr(self.platform, "traffic", None)
-        if traffic is not None:          # and what the followers' gateways counted
-            gateway = traffic.merge_series(gateway)
+        gateway = self.platform.traffic.merge_series(gateway)   # and the followers' counts
         samples: dict[str, Sample] = {}
         live = [d for d in deployments if not d.deleting]
         for d in live:

@@ -31,7 +31,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leptonic.core.alerts import parse_duration
 from leptonic.core.models import (
@@ -63,6 +63,10 @@ from leptonic.observe.notify import build_payload
 from leptonic.observe.series import GatewayCounts, ReplicaStat
 from leptonic.store.usage import Bucket, Run, UsageStore
 
+if TYPE_CHECKING:
+    from leptonic.store.base import Repository
+    from leptonic.store.store import Store
+
 log = logging.getLogger(__name__)
 
 #: replica states whose process holds its resources (and is billed)
@@ -78,7 +82,7 @@ class _Seen:
 class Meter:
     """Writes usage each cycle; evaluates budgets. Synchronous: run it off the loop."""
 
-    def __init__(self, store: Any, *, max_gap_s: float, dashboard_url: str = "") -> None:
+    def __init__(self, store: Store, *, max_gap_s: float, dashboard_url: str = "") -> None:
         self.store = store
         self.usage = UsageStore(store)
         self.max_gap_s = max_gap_s
@@ -341,7 +345,7 @@ def _figures(a: Amounts) -> dict[str, float]:
             "errors": a.errors, "cost": a.cost}
 
 
-def report(store: Any, since: str, until: str | None, by: str, now: float
+def report(store: Repository, since: str, until: str | None, by: str, now: float
            ) -> dict[str, Any]:
     """``GET /usage``: the items of ``by`` over the window, the totals, the idle cost and
     the cost per hour."""

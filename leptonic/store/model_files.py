@@ -14,10 +14,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from leptonic.core.registry import ModelVersion, VersionMeta, framework_of
 from leptonic.errors import Conflict, InvalidInput, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from leptonic.store.store import Store
 
 MAX_ARTIFACT_BYTES = 2 << 30          # 2 GiB
 _CHUNK = 1 << 20
@@ -52,7 +55,7 @@ def _receive(src: BinaryIO, folder: Path, max_bytes: int) -> tuple[Path, str, in
     return Path(tmp), digest.hexdigest(), size
 
 
-def register(store: Any, models_root: str | Path, name: str, filename: str,
+def register(store: Store, models_root: str | Path, name: str, filename: str,
              meta: VersionMeta, src: BinaryIO, by: str | None) -> ModelVersion:
     """Write the artifact read from ``src`` and add the version's row: the next number."""
     framework, fmt = framework_of(filename, meta.framework)

@@ -10,7 +10,6 @@ see it.
 from __future__ import annotations
 
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -18,6 +17,7 @@ from starlette.responses import Response
 
 from leptonic.auth.tokens import SESSION_TTL_S, Principal, create_token, hash_token
 from leptonic.errors import TooManyRequests
+from leptonic.web.platform import DashboardPlatform
 
 COOKIE = "leptonic_session"
 
@@ -30,7 +30,7 @@ class LoginFailed(Exception):
         self.retry_after = retry_after
 
 
-def check_login(platform: Any, form: dict[str, str], address: str) -> Principal:
+def check_login(platform: DashboardPlatform, form: dict[str, str], address: str) -> Principal:
     """Who the login form proves to be, or LoginFailed.
 
     The form has ``token`` (an API token), or ``username`` and ``password``. Failures
@@ -62,7 +62,7 @@ def check_login(platform: Any, form: dict[str, str], address: str) -> Principal:
     return principal
 
 
-def _password_login(platform: Any, username: str, password: str) -> Principal | None:
+def _password_login(platform: DashboardPlatform, username: str, password: str) -> Principal | None:
     from leptonic.auth.passwords import verify_password
     from leptonic.auth.roles import Role
 
@@ -74,7 +74,7 @@ def _password_login(platform: Any, username: str, password: str) -> Principal | 
                      kind="session", username=username)
 
 
-def start_session(platform: Any, principal: Principal, response: Response,
+def start_session(platform: DashboardPlatform, principal: Principal, response: Response,
                   secure: bool) -> None:
     """Issue a session token for ``principal`` and set it as the cookie."""
     expires = time.time() + SESSION_TTL_S
@@ -89,7 +89,7 @@ def start_session(platform: Any, principal: Principal, response: Response,
                         samesite="strict", secure=secure, path="/")
 
 
-def session_principal(platform: Any, request: Request) -> Principal | None:
+def session_principal(platform: DashboardPlatform, request: Request) -> Principal | None:
     """The principal of the request's session cookie, if it is (still) valid."""
     token = request.cookies.get(COOKIE)
     if not token:
@@ -126,7 +126,7 @@ def cross_origin(request: Request) -> str | None:
     return None
 
 
-def end_session(platform: Any, request: Request, response: Response) -> None:
+def end_session(platform: DashboardPlatform, request: Request, response: Response) -> None:
     token = request.cookies.get(COOKIE)
     if token:
         platform.store.revoke_token_hash(hash_token(token))

@@ -35,6 +35,7 @@ from leptonic.web.auth import (
     session_principal,
     start_session,
 )
+from leptonic.web.platform import DashboardPlatform
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -87,8 +88,9 @@ def assets_missing() -> list[str]:
 
 
 # -- session plumbing ---------------------------------------------------------------------
-def _platform(request: Request) -> Any:
-    return request.app.state.platform
+def _platform(request: Request) -> DashboardPlatform:
+    platform: DashboardPlatform = request.app.state.platform
+    return platform
 
 
 def _page(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
@@ -166,7 +168,7 @@ def logout(request: Request) -> Response:
 
 
 # -- pages --------------------------------------------------------------------------------
-def _deployment_rows(platform: Any) -> list[dict[str, Any]]:
+def _deployment_rows(platform: DashboardPlatform) -> list[dict[str, Any]]:
     latest = platform.observe.latest
     rows = []
     for d in platform.store.list_deployments():
@@ -301,7 +303,7 @@ def models_page(request: Request) -> Response:
                  models=platform.store.list_models(), served=served)
 
 
-def _model_or_none(platform: Any, name: str) -> RegisteredModel | None:
+def _model_or_none(platform: DashboardPlatform, name: str) -> RegisteredModel | None:
     try:
         check_name(name, "model name")
         model: RegisteredModel = platform.store.get_model(name)
@@ -310,7 +312,7 @@ def _model_or_none(platform: Any, name: str) -> RegisteredModel | None:
     return model
 
 
-def _live(platform: Any, name: str) -> list[dict[str, Any]]:
+def _live(platform: DashboardPlatform, name: str) -> list[dict[str, Any]]:
     """The live figures of every deployment serving model ``name`` (as sampled last)."""
     monitor = platform.observe.monitor
     return [monitor.metrics(d, platform.observe.settings.model_window_s)
@@ -346,7 +348,7 @@ def model_live_fragment(request: Request, name: str) -> Response:
 
 
 # -- fragments (htmx polls these) -------------------------------------------------------
-def _nodes_ctx(platform: Any) -> dict[str, Any]:
+def _nodes_ctx(platform: DashboardPlatform) -> dict[str, Any]:
     latest = platform.observe.latest
     down_after = platform.observe.settings.node_down_after_s
     nodes = []
@@ -364,7 +366,7 @@ _NODE_CSS = {NodeState.READY.value: "phase-ready", NodeState.NOT_READY.value: "p
              NodeState.CORDONED.value: "phase-pending", NodeState.DRAINING.value: "phase-pending"}
 
 
-def _alerts_ctx(platform: Any) -> dict[str, Any]:
+def _alerts_ctx(platform: DashboardPlatform) -> dict[str, Any]:
     ostore = platform.observe.ostore
     rules = ostore.list_rules()
     states = ostore.states()
@@ -404,7 +406,7 @@ def jobs_fragment(request: Request) -> Response:
     return _page(request, "_job_rows.html", jobs=platform.store.list_jobs())
 
 
-def _job_or_none(platform: Any, name: str) -> Job | None:
+def _job_or_none(platform: DashboardPlatform, name: str) -> Job | None:
     try:
         check_name(name, "job name")
         job: Job = platform.store.get_job(name)
@@ -435,7 +437,7 @@ def job_fragment(request: Request, name: str, part: str) -> Response:
     return _page(request, "_gone.html", status=404, name=f"{name}/{part}")
 
 
-def _deployment_or_none(platform: Any, name: str) -> Deployment | None:
+def _deployment_or_none(platform: DashboardPlatform, name: str) -> Deployment | None:
     try:
         check_name(name, "deployment name")
         d: Deployment = platform.store.get_deployment(name)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 from leptonic.core.alerts import parse_duration, parse_expr
 from leptonic.core.models import check_name
 from leptonic.core.observe import AlertRule, AlertView, Notification
@@ -39,7 +39,7 @@ class AlertCreate(BaseModel):
     description: str = Field("", max_length=1000)
 
 
-def view(platform: Any, rule: AlertRule) -> AlertView:
+def view(platform: ApiPlatform, rule: AlertRule) -> AlertView:
     expr = parse_expr(rule.expr)
     return AlertView(name=rule.name, deployment=rule.deployment, expr=rule.expr,
                      for_s=rule.for_s, severity=rule.severity,
@@ -49,7 +49,7 @@ def view(platform: Any, rule: AlertRule) -> AlertView:
 
 
 @router.post("/alerts", status_code=201, response_model=AlertView)
-def create_alert(body: AlertCreate, platform: Any = Depends(get_platform)) -> AlertView:
+def create_alert(body: AlertCreate, platform: ApiPlatform = Depends(get_platform)) -> AlertView:
     expr = parse_expr(body.expr)
     for_s = parse_duration(body.for_, "for")
     if for_s > MAX_FOR_S:
@@ -75,17 +75,17 @@ def create_alert(body: AlertCreate, platform: Any = Depends(get_platform)) -> Al
 
 
 @router.get("/alerts", response_model=list[AlertView])
-def list_alerts(platform: Any = Depends(get_platform)) -> list[AlertView]:
+def list_alerts(platform: ApiPlatform = Depends(get_platform)) -> list[AlertView]:
     return [view(platform, r) for r in platform.observe.ostore.list_rules()]
 
 
 @router.get("/alerts/{name}", response_model=AlertView)
-def get_alert(name: str, platform: Any = Depends(get_platform)) -> AlertView:
+def get_alert(name: str, platform: ApiPlatform = Depends(get_platform)) -> AlertView:
     return view(platform, platform.observe.ostore.get_rule(name))
 
 
 @router.delete("/alerts/{name}", status_code=204)
-def delete_alert(name: str, platform: Any = Depends(get_platform)) -> Response:
+def delete_alert(name: str, platform: ApiPlatform = Depends(get_platform)) -> Response:
     rule = platform.observe.ostore.get_rule(name)
     platform.observe.ostore.delete_rule(name)
     where = f"deployment/{rule.deployment}" if rule.deployment else f"alert/{name}"
@@ -95,7 +95,7 @@ def delete_alert(name: str, platform: Any = Depends(get_platform)) -> Response:
 
 @router.get("/alerts/{name}/notifications", response_model=list[Notification])
 def alert_notifications(name: str, limit: int = Query(100, ge=1, le=1000),
-                        platform: Any = Depends(get_platform)) -> list[Notification]:
+                        platform: ApiPlatform = Depends(get_platform)) -> list[Notification]:
     ostore = platform.observe.ostore
     ostore.get_rule(name)
     return [Notification(id=r["id"], rule=r["rule"], target=r["target"],

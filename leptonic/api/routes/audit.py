@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 
 router = APIRouter(tags=["audit"])
 
@@ -24,5 +22,5 @@ class AuditEntry(BaseModel):
 
 @router.get("/audit", response_model=list[AuditEntry])
 def list_audit(limit: int = Query(100, ge=1, le=1000), actor: str | None = None,
-               platform: Any = Depends(get_platform)) -> list[AuditEntry]:
+               platform: ApiPlatform = Depends(get_platform)) -> list[AuditEntry]:
     return [AuditEntry.model_validate(a) for a in platform.store.list_audit(limit, actor)]

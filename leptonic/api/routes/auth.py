@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from leptonic.api.deps import bearer, client_address, get_platform, principal_of
+from leptonic.api.deps import ApiPlatform, bearer, client_address, get_platform, principal_of
 from leptonic.auth.passwords import hash_password, verify_password
 from leptonic.auth.roles import Role
 from leptonic.auth.tokens import SESSION_TTL_S, Principal, create_token, hash_token
@@ -105,7 +105,7 @@ def _token_info(row: dict[str, Any]) -> dict[str, Any]:
 
 # -- sessions -----------------------------------------------------------------------------
 @router.post("/auth/login", response_model=Session)
-def login(body: Login, request: Request, platform: Any = Depends(get_platform)) -> Session:
+def login(body: Login, request: Request, platform: ApiPlatform = Depends(get_platform)) -> Session:
     """Trade a username and password for a session token (12 h)."""
     now = time.monotonic()
     ip = client_address(request)
@@ -141,7 +141,7 @@ def raise_unauthorized(detail: str) -> None:
 
 
 @router.post("/auth/register", response_model=User, status_code=201)
-def register(body: Register, platform: Any = Depends(get_platform)) -> User:
+def register(body: Register, platform: ApiPlatform = Depends(get_platform)) -> User:
     """Create an account with an invitation token from an admin (used once)."""
     check_name(body.username, "username")
     row = platform.store.token_by_hash(hash_token(body.invitation.strip()))
@@ -155,7 +155,7 @@ def register(body: Register, platform: Any = Depends(get_platform)) -> User:
 
 
 @router.post("/auth/logout", status_code=204)
-def logout(request: Request, platform: Any = Depends(get_platform)) -> Response:
+def logout(request: Request, platform: ApiPlatform = Depends(get_platform)) -> Response:
     """End this session (or revoke the token used)."""
     token = bearer(request)
     if token:
@@ -173,25 +173,25 @@ def whoami(request: Request) -> dict[str, Any]:
 
 # -- users --------------------------------------------------------------------------------
 @router.post("/users", response_model=User, status_code=201)
-def create_user(body: UserCreate, platform: Any = Depends(get_platform)) -> User:
+def create_user(body: UserCreate, platform: ApiPlatform = Depends(get_platform)) -> User:
     check_name(body.username, "username")
     return _user(platform.store.add_user(body.username, hash_password(body.password),
                                          body.role.value))
 
 
 @router.get("/users", response_model=list[User])
-def list_users(platform: Any = Depends(get_platform)) -> list[User]:
+def list_users(platform: ApiPlatform = Depends(get_platform)) -> list[User]:
     return [_user(u) for u in platform.store.list_users()]
 
 
 @router.get("/users/{username}", response_model=User)
-def get_user(username: str, platform: Any = Depends(get_platform)) -> User:
+def get_user(username: str, platform: ApiPlatform = Depends(get_platform)) -> User:
     return _user(platform.store.get_user(username))
 
 
 @router.patch("/users/{username}", response_model=User)
 def update_user(username: str, body: UserPatch, request: Request,
-                platform: Any = Depends(get_platform)) -> User:
+                platform: ApiPlatform = Depends(get_platform)) -> User:
     current = platform.store.get_user(username)
     fields: dict[str, Any] = {}
     if body.password is not None:
@@ -212,7 +212,7 @@ def update_user(username: str, body: UserPatch, request: Request,
 
 @router.delete("/users/{username}", status_code=204)
 def delete_user(username: str, request: Request,
-                platform: Any = Depends(get_platform)) -> Response:
+                platform: ApiPlatform = Depends(get_platform)) -> Response:
     if principal_of(request).username == username:
         raise Conflict("you cannot delete your own account")
     platform.store.delete_user(username)
@@ -222,7 +222,7 @@ def delete_user(username: str, request: Request,
 
 @router.post("/invitations", status_code=201)
 def create_invitation(body: InvitationCreate, request: Request,
-                      platform: Any = Depends(get_platform)) -> dict[str, Any]:
+                      platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """An invitation token that lets one person register with ``role``."""
     expires = time.time() + body.expires_in_s
     token, row = create_token(platform.store, "invitation", body.role.value, kind="invite",
@@ -234,7 +234,7 @@ def create_invitation(body: InvitationCreate, request: Request,
 # -- API tokens ---------------------------------------------------------------------------
 @router.post("/tokens", response_model=NewToken, status_code=201)
 def create_api_token(body: TokenCreate, request: Request,
-                     platform: Any = Depends(get_platform)) -> NewToken:
+                     platform: ApiPlatform = Depends(get_platform)) -> NewToken:
     """A named API token, shown once. Scoped to one deployment's gateway route when
     ``deployment`` is set."""
     check_name(body.name, "token name")
@@ -252,12 +252,12 @@ def create_api_token(body: TokenCreate, request: Request,
 
 
 @router.get("/tokens", response_model=list[TokenInfo])
-def list_api_tokens(platform: Any = Depends(get_platform)) -> list[TokenInfo]:
+def list_api_tokens(platform: ApiPlatform = Depends(get_platform)) -> list[TokenInfo]:
     return [TokenInfo.model_validate(_token_info(r)) for r in platform.store.list_tokens()]
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_api_token(token_id: int, platform: Any = Depends(get_platform)) -> Response:
+def revoke_api_token(token_id: int, platform: ApiPlatform = Depends(get_platform)) -> Response:
     row = platform.store.get_token(token_id)
     if row.get("kind") != "api":
         raise NotFound(f"token {token_id} does not exist")

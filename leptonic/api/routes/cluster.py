@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 from leptonic.core.models import Event, Node, NodeControl, Replica
 from leptonic.core.power import PowerModelError, check_override
 from leptonic.errors import InvalidInput
@@ -24,25 +24,25 @@ router = APIRouter(tags=["cluster"])
 
 @router.get("/replicas", response_model=list[Replica])
 def list_replicas(deployment: str | None = None,
-                  platform: Any = Depends(get_platform)) -> list[Replica]:
+                  platform: ApiPlatform = Depends(get_platform)) -> list[Replica]:
     if deployment is not None:
         platform.store.get_deployment(deployment)
     return list(platform.store.list_replicas(deployment))
 
 
 @router.get("/nodes", response_model=list[Node])
-def list_nodes(platform: Any = Depends(get_platform)) -> list[Node]:
+def list_nodes(platform: ApiPlatform = Depends(get_platform)) -> list[Node]:
     return list(platform.store.list_nodes())
 
 
 @router.get("/nodes/{name}", response_model=Node)
-def get_node(name: str, platform: Any = Depends(get_platform)) -> Node:
+def get_node(name: str, platform: ApiPlatform = Depends(get_platform)) -> Node:
     """A node by name, or by its runtime id (or a unique prefix of it)."""
     node: Node = platform.store.get_node(name)
     return node
 
 
-def _control(platform: Any, name: str, change: Callable[[NodeControl], NodeControl],
+def _control(platform: ApiPlatform, name: str, change: Callable[[NodeControl], NodeControl],
              reason: str, message: str) -> Node:
     current: Node = platform.store.get_node(name)       # 404 before anything is written
     node: Node = platform.store.set_node_control(current.name, change(current.control))
@@ -52,21 +52,21 @@ def _control(platform: Any, name: str, change: Callable[[NodeControl], NodeContr
 
 
 @router.post("/nodes/{name}/cordon", response_model=Node)
-def cordon_node(name: str, platform: Any = Depends(get_platform)) -> Node:
+def cordon_node(name: str, platform: ApiPlatform = Depends(get_platform)) -> Node:
     """No new replicas on the node; those it runs stay."""
     return _control(platform, name, lambda c: c.model_copy(update={"cordoned": True}),
                     "Cordoned", "cordoned: no new replicas are placed here")
 
 
 @router.post("/nodes/{name}/uncordon", response_model=Node)
-def uncordon_node(name: str, platform: Any = Depends(get_platform)) -> Node:
+def uncordon_node(name: str, platform: ApiPlatform = Depends(get_platform)) -> Node:
     """The node takes new replicas again (a drain in progress stops)."""
     return _control(platform, name, lambda _: NodeControl(), "Uncordoned",
                     "uncordoned: new replicas may be placed here")
 
 
 @router.post("/nodes/{name}/drain", response_model=Node)
-def drain_node(name: str, platform: Any = Depends(get_platform)) -> Node:
+def drain_node(name: str, platform: ApiPlatform = Depends(get_platform)) -> Node:
     """Cordon the node and move its replicas elsewhere (a new replica is ready on another
     node before an old one stops, as in a rolling update)."""
     return _control(platform, name, lambda _: NodeControl(cordoned=True, draining=True),
@@ -96,7 +96,7 @@ class PowerOverride(BaseModel):
 
 
 @router.get("/nodes/{name}/power")
-def get_node_power(name: str, platform: Any = Depends(get_platform)) -> dict[str, Any]:
+def get_node_power(name: str, platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """The node's power model, its override, where its watts come from (``rapl``,
     ``override`` or ``model``) and what it draws now."""
     return power_info(platform.observe.energy, platform.store.get_node(name))
@@ -104,7 +104,7 @@ def get_node_power(name: str, platform: Any = Depends(get_platform)) -> dict[str
 
 @router.put("/nodes/{name}/power")
 def set_node_power(name: str, body: PowerOverride,
-                   platform: Any = Depends(get_platform)) -> dict[str, Any]:
+                   platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """Replace the node's power override (422 naming the table point that is wrong)."""
     current: Node = platform.store.get_node(name)
     try:
@@ -119,7 +119,7 @@ def set_node_power(name: str, body: PowerOverride,
 
 
 @router.delete("/nodes/{name}/power")
-def reset_node_power(name: str, platform: Any = Depends(get_platform)) -> dict[str, Any]:
+def reset_node_power(name: str, platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """Drop the node's power override: the defaults for its CPUs and GPU model again."""
     current: Node = platform.store.get_node(name)
     node: Node = platform.store.set_node_power(current.name, None)
@@ -132,5 +132,5 @@ def reset_node_power(name: str, platform: Any = Depends(get_platform)) -> dict[s
 @router.get("/events", response_model=list[Event])
 def list_events(object: str | None = Query(None, max_length=160),
                 limit: int = Query(100, ge=1, le=1000),
-                platform: Any = Depends(get_platform)) -> list[Event]:
+                platform: ApiPlatform = Depends(get_platform)) -> list[Event]:
     return list(platform.store.list_events(object, limit))

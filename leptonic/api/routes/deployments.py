@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leptonic.api.deps import get_platform, principal_of
+from leptonic.api.deps import ApiPlatform, get_platform, principal_of
 from leptonic.api.model_serving import serving_for
 from leptonic.core.models import (
     ENV_NAME_RE,
@@ -184,7 +184,7 @@ def _short(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
-def _check_fits(platform: Any, resources: Resources) -> Resources:
+def _check_fits(platform: ApiPlatform, resources: Resources) -> Resources:
     """Refuse a replica no node of the cluster could ever hold (a node that is down does
     not count; one that is merely full does: it may free up)."""
     alive = [n for n in platform.store.list_nodes() if n.alive]
@@ -219,7 +219,7 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _check_secrets(platform: Any, names: list[str]) -> list[str]:
+def _check_secrets(platform: ApiPlatform, names: list[str]) -> list[str]:
     """Every named secret must exist (its value is looked up when a replica starts)."""
     known = {s["name"] for s in platform.store.list_secrets()}
     missing = [n for n in names if n not in known]
@@ -229,7 +229,7 @@ def _check_secrets(platform: Any, names: list[str]) -> list[str]:
     return sorted(set(names))
 
 
-def resolve_photon(platform: Any, text: str) -> tuple[str, int]:
+def resolve_photon(platform: ApiPlatform, text: str) -> tuple[str, int]:
     """A photon reference -> (stored name or builtin:NAME, resolved version)."""
     ref = PhotonRef.parse(text)
     if ref.builtin:
@@ -242,7 +242,7 @@ def resolve_photon(platform: Any, text: str) -> tuple[str, int]:
     return pv.name, pv.version
 
 
-def _photon_defaults(platform: Any, photon: str, version: int,
+def _photon_defaults(platform: ApiPlatform, photon: str, version: int,
                      placement: PlacementSpec | None) -> dict[str, Any]:
     """The photon version's own resources (a classic ``resource_shape``) for a deployment
     that names none, and its GPU models unless the placement names some."""
@@ -270,7 +270,7 @@ def _describe(pv: PhotonVersion) -> str:
 
 @router.post("/deployments", status_code=201, response_model=Deployment)
 def create_deployment(body: DeploymentCreate, response: Response, request: Request,
-                      platform: Any = Depends(get_platform)) -> Deployment:
+                      platform: ApiPlatform = Depends(get_platform)) -> Deployment:
     check_name(body.name, "deployment name")
     check_env_bounds(body.env, body.secrets)
     if body.autoscaling is not None:
@@ -314,20 +314,20 @@ def create_deployment(body: DeploymentCreate, response: Response, request: Reque
 
 
 @router.get("/deployments", response_model=list[Deployment])
-def list_deployments(platform: Any = Depends(get_platform)) -> list[Deployment]:
+def list_deployments(platform: ApiPlatform = Depends(get_platform)) -> list[Deployment]:
     return list(platform.store.list_deployments())
 
 
 @router.get("/deployments/{name}", response_model=Deployment)
 def get_deployment(name: str, response: Response,
-                   platform: Any = Depends(get_platform)) -> Deployment:
+                   platform: ApiPlatform = Depends(get_platform)) -> Deployment:
     return etag(response, platform.store.get_deployment(name))
 
 
 @router.patch("/deployments/{name}", response_model=Deployment)
 def update_deployment(name: str, body: DeploymentPatch, response: Response,
                       if_match: str | None = Header(default=None),
-                      platform: Any = Depends(get_platform)) -> Deployment:
+                      platform: ApiPlatform = Depends(get_platform)) -> Deployment:
     """Change the fields given. With ``If-Match`` (or ``expected_generation``) the change
     applies only to that generation, else 409; without, it is merged into the spec as it
     is when written (a write landing in between is merged again), so concurrent changes
@@ -363,7 +363,7 @@ def update_deployment(name: str, body: DeploymentPatch, response: Response,
     return etag(response, d)
 
 
-def _patched(platform: Any, name: str, current: Deployment, body: DeploymentPatch
+def _patched(platform: ApiPlatform, name: str, current: Deployment, body: DeploymentPatch
              ) -> tuple[DeploymentSpec, dict[str, Any]]:
     """``current``'s spec with the patch's fields applied, checked; and what changed."""
     changes: dict[str, Any] = {}
@@ -430,7 +430,7 @@ def _patched(platform: Any, name: str, current: Deployment, body: DeploymentPatc
 
 
 @router.delete("/deployments/{name}", status_code=202, response_model=Deployment)
-def delete_deployment(name: str, platform: Any = Depends(get_platform)) -> Deployment:
+def delete_deployment(name: str, platform: ApiPlatform = Depends(get_platform)) -> Deployment:
     d: Deployment = platform.store.mark_deleting(name)
     platform.store.add_event(f"deployment/{name}", "Deleting", "delete requested")
     platform.wake()
@@ -438,19 +438,19 @@ def delete_deployment(name: str, platform: Any = Depends(get_platform)) -> Deplo
 
 
 @router.get("/deployments/{name}/replicas", response_model=list[Replica])
-def deployment_replicas(name: str, platform: Any = Depends(get_platform)) -> list[Replica]:
+def deployment_replicas(name: str, platform: ApiPlatform = Depends(get_platform)) -> list[Replica]:
     platform.store.get_deployment(name)
     return list(platform.store.list_replicas(name))
 
 
 @router.get("/deployments/{name}/events", response_model=list[Event])
 def deployment_events(name: str, limit: int = Query(100, ge=1, le=1000),
-                      platform: Any = Depends(get_platform)) -> list[Event]:
+                      platform: ApiPlatform = Depends(get_platform)) -> list[Event]:
     platform.store.get_deployment(name)
     return list(platform.store.list_events(f"deployment/{name}", limit))
 
 
-def _log_sources(platform: Any, name: str, replica: str | None) -> dict[str, str]:
+def _log_sources(platform: ApiPlatform, name: str, replica: str | None) -> dict[str, str]:
     reps = platform.store.list_replicas(name)
     if replica is not None:
         reps = [r for r in reps if r.id == replica]
@@ -463,7 +463,7 @@ def deployment_logs(name: str, tail: int = Query(200, ge=0, le=10_000),
                     grep: str | None = Query(None, max_length=200,
                                              description="only lines matching this regex"),
                     ignore_case: bool = False,
-                    platform: Any = Depends(get_platform)
+                    platform: ApiPlatform = Depends(get_platform)
                     ) -> PlainTextResponse | StreamingResponse:
     """The last ``tail`` lines of each replica's log, prefixed ``[replica-id] ``; with
     ``follow=true`` the response keeps streaming new lines. ``grep`` keeps the lines that

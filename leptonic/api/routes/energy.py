@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 from leptonic.core.alerts import parse_duration
 from leptonic.errors import InvalidInput
 from leptonic.observe.energy import report
@@ -18,7 +18,7 @@ router = APIRouter(tags=["energy"])
 @router.get("/energy")
 def energy(since: str = Query("1h", description="how far back: 90s, 15m, 1h, 7d",
                               max_length=20),
-           platform: Any = Depends(get_platform)) -> dict[str, Any]:
+           platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """kWh per node and deployment over the last ``since``; watts and source per node."""
     since_s = parse_duration(since, "since")
     settings = platform.observe.settings

@@ -15,13 +15,12 @@ import json
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leptonic.api.deps import get_platform, principal_of
+from leptonic.api.deps import ApiPlatform, get_platform, principal_of
 from leptonic.api.routes.deployments import _check_env, _check_fits, _check_secrets
 from leptonic.core.jobs import attempt_resources
 from leptonic.core.models import (
@@ -99,7 +98,7 @@ def _choices(exc: ValidationError) -> str:
     return f"{where}: {first.get('msg')}"
 
 
-def _spec(platform: Any, body: JobCreate) -> JobSpec:
+def _spec(platform: ApiPlatform, body: JobCreate) -> JobSpec:
     """The spec to store, every rule checked (nothing is written here)."""
     check_name(body.name, "job name")
     check_env_bounds(body.env, body.secrets)
@@ -166,7 +165,7 @@ async def create_job(request: Request,
                      job: str = Form(..., description="the JobCreate JSON"),
                      code: UploadFile | None = File(None),
                      inputs: UploadFile | None = File(None),
-                     platform: Any = Depends(get_platform)) -> Job:
+                     platform: ApiPlatform = Depends(get_platform)) -> Job:
     """Check the job, store its code and inputs content-addressed, then its row."""
     body = _parse(job)
     spec = await asyncio.to_thread(_spec, platform, body)
@@ -218,38 +217,38 @@ async def create_job(request: Request,
     return created
 
 
-def in_use(platform: Any, digest: str) -> bool:
+def in_use(platform: ApiPlatform, digest: str) -> bool:
     return bool(platform.store.digest_in_use(digest)
                 or digest in platform.store.job_digests_in_use())
 
 
 @router.get("/jobs", response_model=list[Job])
-def list_jobs(platform: Any = Depends(get_platform)) -> list[Job]:
+def list_jobs(platform: ApiPlatform = Depends(get_platform)) -> list[Job]:
     """Every job, newest first."""
     return list(platform.store.list_jobs())
 
 
 @router.get("/jobs/{name}", response_model=Job)
-def get_job(name: str, platform: Any = Depends(get_platform)) -> Job:
+def get_job(name: str, platform: ApiPlatform = Depends(get_platform)) -> Job:
     job: Job = platform.store.get_job(name)
     return job
 
 
 @router.get("/jobs/{name}/attempts", response_model=list[JobAttempt])
-def job_attempts(name: str, platform: Any = Depends(get_platform)) -> list[JobAttempt]:
+def job_attempts(name: str, platform: ApiPlatform = Depends(get_platform)) -> list[JobAttempt]:
     platform.store.get_job(name)
     return list(platform.store.list_attempts(name))
 
 
 @router.get("/jobs/{name}/events", response_model=list[Event])
 def job_events(name: str, limit: int = Query(100, ge=1, le=1000),
-               platform: Any = Depends(get_platform)) -> list[Event]:
+               platform: ApiPlatform = Depends(get_platform)) -> list[Event]:
     platform.store.get_job(name)
     return list(platform.store.list_events(f"job/{name}", limit))
 
 
 @router.post("/jobs/{name}/cancel", response_model=Job)
-def cancel_job(name: str, platform: Any = Depends(get_platform)) -> Job:
+def cancel_job(name: str, platform: ApiPlatform = Depends(get_platform)) -> Job:
     """Stop the job's attempts; it ends Failed (Cancelled). 409 once it has finished."""
     job: Job = platform.store.cancel_job(name)
     platform.store.add_event(f"job/{name}", "Cancelling", "cancel requested")
@@ -258,7 +257,7 @@ def cancel_job(name: str, platform: Any = Depends(get_platform)) -> Job:
 
 
 @router.delete("/jobs/{name}", status_code=202, response_model=Job)
-def delete_job(name: str, platform: Any = Depends(get_platform)) -> Job:
+def delete_job(name: str, platform: ApiPlatform = Depends(get_platform)) -> Job:
     """Stop the job's attempts, then remove it with its output."""
     job: Job = platform.store.mark_job_deleting(name)
     platform.store.add_event(f"job/{name}", "Deleting", "delete requested")
@@ -275,7 +274,7 @@ def _pick(attempts: list[JobAttempt], index: int | None, attempt: int | None
     return out
 
 
-def _log_sources(platform: Any, name: str, index: int | None, attempt: int | None
+def _log_sources(platform: ApiPlatform, name: str, index: int | None, attempt: int | None
                  ) -> dict[str, str]:
     picked = _pick(platform.store.list_attempts(name), index, attempt)
     return {f"{a.index}/{a.number}": a.log_path for a in picked if a.log_path}
@@ -286,7 +285,8 @@ def job_logs(name: str, index: int | None = Query(None, ge=0),
              attempt: int | None = Query(None, ge=1),
              tail: int = Query(200, ge=0, le=10_000),
              follow_: bool = Query(False, alias="follow"),
-             platform: Any = Depends(get_platform)) -> PlainTextResponse | StreamingResponse:
+             platform: ApiPlatform = Depends(get_platform)
+             ) -> PlainTextResponse | StreamingResponse:
     """The attempts' logs, each line prefixed ``[INDEX/ATTEMPT] ``; ``index`` and
     ``attempt`` narrow it; ``follow=true`` streams new lines."""
     platform.store.get_job(name)
@@ -350,7 +350,7 @@ def output_tar(root: Path, attempts: list[JobAttempt], completions: int) -> byte
 
 
 @router.get("/jobs/{name}/output", response_model=None)
-def job_output(name: str, platform: Any = Depends(get_platform)) -> Response:
+def job_output(name: str, platform: ApiPlatform = Depends(get_platform)) -> Response:
     """What the succeeded indexes left in their output folders, as a .tar.gz (header
     ``x-leptonic-files``: how many files)."""
     job: Job = platform.store.get_job(name)

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 from leptonic.core.alerts import parse_duration
 from leptonic.core.observe import SeriesResult
 from leptonic.errors import InvalidInput
@@ -26,7 +26,7 @@ def query_metrics(
     resolution: int | None = Query(None, ge=0, description="seconds per point: 0 for the "
                                    "raw samples, or a downsampled tier (default: chosen "
                                    "by the span)"),
-    platform: Any = Depends(get_platform),
+    platform: ApiPlatform = Depends(get_platform),
 ) -> SeriesResult:
     """Points of one series, column-wise: ``t`` and one list per metric."""
     if (deployment is None) == (node is None):
@@ -44,7 +44,7 @@ def query_metrics(
 
 
 @router.get("/metrics/latest")
-def latest_metrics(platform: Any = Depends(get_platform)) -> dict[str, Any]:
+def latest_metrics(platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """The newest sample of every deployment and node (what the dashboard list shows)."""
     obs = platform.observe
     return {"at": obs.latest_at, "interval_s": obs.settings.interval_s,

@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leptonic.api.deps import get_platform, principal_of
+from leptonic.api.deps import ApiPlatform, get_platform, principal_of
 from leptonic.api.model_serving import follow_alias
 from leptonic.core.models import check_name
 from leptonic.core.registry import (
@@ -52,7 +51,7 @@ class AliasSet(BaseModel):
                                            "accuracy or r2, whichever both have)")
 
 
-def _dir(platform: Any, name: str, version: int) -> Path:
+def _dir(platform: ApiPlatform, name: str, version: int) -> Path:
     return version_dir(platform.layout.models, name, version)
 
 
@@ -70,7 +69,7 @@ def _parse_meta(text: str) -> VersionMeta:
 @router.post("/models/{name}/versions", status_code=201, response_model=ModelVersion)
 async def register_version(name: str, request: Request, file: UploadFile = File(...),
                            meta: str = Form("{}"),
-                           platform: Any = Depends(get_platform)) -> ModelVersion:
+                           platform: ApiPlatform = Depends(get_platform)) -> ModelVersion:
     """Register a new version of model ``name`` (created with its first version) from its
     artifact (``.joblib``/``.pkl``/``.skops`` for scikit-learn, ``.pt``/``.ts``/``.pt2``
     for torch) and ``meta`` (JSON: signature, metrics, params, dataset, reference,
@@ -87,18 +86,18 @@ async def register_version(name: str, request: Request, file: UploadFile = File(
 
 
 @router.get("/models", response_model=list[RegisteredModel])
-def list_models(platform: Any = Depends(get_platform)) -> list[RegisteredModel]:
+def list_models(platform: ApiPlatform = Depends(get_platform)) -> list[RegisteredModel]:
     models: list[RegisteredModel] = platform.store.list_models()
     return models
 
 
 @router.get("/models/{name}", response_model=RegisteredModel)
-def get_model(name: str, platform: Any = Depends(get_platform)) -> RegisteredModel:
+def get_model(name: str, platform: ApiPlatform = Depends(get_platform)) -> RegisteredModel:
     model: RegisteredModel = platform.store.get_model(name)
     return model
 
 
-def resolve(platform: Any, name: str, ref: str) -> ModelVersion:
+def resolve(platform: ApiPlatform, name: str, ref: str) -> ModelVersion:
     """``ref`` is a version number (``3``, ``v3``), an alias or ``latest``."""
     store = platform.store
     if ref == "latest":
@@ -116,14 +115,14 @@ def resolve(platform: Any, name: str, ref: str) -> ModelVersion:
 
 
 @router.get("/models/{name}/versions/{ref}", response_model=ModelVersion)
-def get_version(name: str, ref: str, platform: Any = Depends(get_platform)) -> ModelVersion:
+def get_version(name: str, ref: str, platform: ApiPlatform = Depends(get_platform)) -> ModelVersion:
     """One version, by number, alias or ``latest``."""
     return resolve(platform, name, ref)
 
 
 @router.get("/models/{name}/versions/{ref}/artifact")
 def download_artifact(name: str, ref: str,
-                      platform: Any = Depends(get_platform)) -> FileResponse:
+                      platform: ApiPlatform = Depends(get_platform)) -> FileResponse:
     """The version's artifact file, as registered (its SHA-256 is in the version)."""
     version = resolve(platform, name, ref)
     path = _dir(platform, name, version.version) / version.artifact
@@ -137,7 +136,7 @@ def download_artifact(name: str, ref: str,
 
 @router.put("/models/{name}/aliases/{alias}", response_model=AliasMove)
 def set_alias(name: str, alias: str, body: AliasSet, request: Request,
-              platform: Any = Depends(get_platform)) -> AliasMove:
+              platform: ApiPlatform = Depends(get_platform)) -> AliasMove:
     """Point ``alias`` at a version, if the version passes the gate: every ``require``
     holds on its metrics and, with ``better_than``, it beats the version that alias holds
     now. A refusal is 409 with the figures."""
@@ -167,7 +166,7 @@ def set_alias(name: str, alias: str, body: AliasSet, request: Request,
 
 @router.delete("/models/{name}/aliases/{alias}", response_model=AliasMove)
 def remove_alias(name: str, alias: str, request: Request,
-                 platform: Any = Depends(get_platform)) -> AliasMove:
+                 platform: ApiPlatform = Depends(get_platform)) -> AliasMove:
     store = platform.store
     current = store.get_model(name).aliases.get(check_alias(alias))
     if current is None:
@@ -179,14 +178,14 @@ def remove_alias(name: str, alias: str, request: Request,
 
 
 @router.get("/models/{name}/history", response_model=list[AliasMove])
-def alias_history(name: str, platform: Any = Depends(get_platform)) -> list[AliasMove]:
+def alias_history(name: str, platform: ApiPlatform = Depends(get_platform)) -> list[AliasMove]:
     """Every alias move of the model, oldest first: which version held which alias when."""
     moves: list[AliasMove] = platform.store.model_alias_history(name)
     return moves
 
 
 @router.delete("/models/{name}/versions/{version}", status_code=204)
-def delete_version(name: str, version: int, platform: Any = Depends(get_platform)
+def delete_version(name: str, version: int, platform: ApiPlatform = Depends(get_platform)
                    ) -> Response:
     """Remove one version and its artifact (409 while an alias points at it)."""
     platform.store.delete_model_version(name, version)
@@ -196,7 +195,7 @@ def delete_version(name: str, version: int, platform: Any = Depends(get_platform
 
 
 @router.delete("/models/{name}", status_code=204)
-def delete_model(name: str, platform: Any = Depends(get_platform)) -> Response:
+def delete_model(name: str, platform: ApiPlatform = Depends(get_platform)) -> Response:
     """Remove a model with every version, alias and artifact."""
     platform.store.delete_model(name)
     shutil.rmtree(Path(platform.layout.models) / name, ignore_errors=True)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 from leptonic.core.alerts import parse_duration
 from leptonic.errors import InvalidInput
 
@@ -36,7 +36,7 @@ class Feedback(BaseModel):
     items: list[FeedbackItem] = Field(max_length=MAX_ITEMS)
 
 
-def _model_deployment(platform: Any, name: str) -> Any:
+def _model_deployment(platform: ApiPlatform, name: str) -> Any:
     d = platform.store.get_deployment(name)
     if d.spec.model is None:
         raise InvalidInput(f"deployment {name!r} serves photon {d.spec.photon}, not a "
@@ -47,7 +47,7 @@ def _model_deployment(platform: Any, name: str) -> Any:
 
 @router.post("/deployments/{name}/feedback")
 async def feedback(name: str, body: Feedback,
-                   platform: Any = Depends(get_platform)) -> dict[str, Any]:
+                   platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """Join each truth with the sampled prediction of its request."""
     d = await asyncio.to_thread(_model_deployment, platform, name)
     monitor = platform.observe.monitor
@@ -63,7 +63,7 @@ async def feedback(name: str, body: Feedback,
 @router.get("/deployments/{name}/model-metrics")
 async def model_metrics(name: str, window: str = Query(
         "1h", description="how far back, by prediction time: 30m, 1h, 1d..."),
-        platform: Any = Depends(get_platform)) -> dict[str, Any]:
+        platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """Live accuracy, F1, counts and drift of the model this deployment serves."""
     window_s = parse_duration(window, "window")
     if not 0 < window_s <= 30 * 86400:

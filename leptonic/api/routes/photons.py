@@ -9,9 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 from leptonic.core.models import PhotonVersion, check_name
 from leptonic.errors import InvalidInput
+from leptonic.store.store import Store
 
 router = APIRouter(tags=["photons"])
 
@@ -37,7 +38,7 @@ def check_entry(entry: str) -> tuple[PurePosixPath, str]:
 @router.post("/photons", status_code=201, response_model=PhotonVersion)
 async def create_photon(response: Response, name: str = Form(...), entry: str = Form(...),
                         file: UploadFile = File(...),
-                        platform: Any = Depends(get_platform)) -> PhotonVersion:
+                        platform: ApiPlatform = Depends(get_platform)) -> PhotonVersion:
     """Store a new version of a photon (200 with the latest version if the code is
     unchanged)."""
     from leptonic.photon.inspect import inspect_bundle
@@ -72,7 +73,7 @@ async def create_photon(response: Response, name: str = Form(...), entry: str = 
     return pv
 
 
-def _versions(store: Any, name: str) -> list[PhotonVersion]:
+def _versions(store: Store, name: str) -> list[PhotonVersion]:
     from leptonic.errors import NotFound
     try:
         return list(store.list_photon_versions(name))
@@ -81,13 +82,13 @@ def _versions(store: Any, name: str) -> list[PhotonVersion]:
 
 
 @router.get("/photons", response_model=list[PhotonVersion])
-def list_photons(platform: Any = Depends(get_platform)) -> list[PhotonVersion]:
+def list_photons(platform: ApiPlatform = Depends(get_platform)) -> list[PhotonVersion]:
     """The latest version of each photon."""
     return list(platform.store.list_photons())
 
 
 @router.get("/photons/{name}")
-def get_photon(name: str, platform: Any = Depends(get_platform)) -> dict[str, Any]:
+def get_photon(name: str, platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """Every version of a photon, oldest first."""
     versions = platform.store.list_photon_versions(name)
     return {"name": name, "versions": [v.model_dump(mode="json") for v in versions]}
@@ -95,7 +96,7 @@ def get_photon(name: str, platform: Any = Depends(get_platform)) -> dict[str, An
 
 @router.get("/photons/{name}/versions/{version}", response_model=PhotonVersion)
 def get_photon_version(name: str, version: str,
-                       platform: Any = Depends(get_platform)) -> PhotonVersion:
+                       platform: ApiPlatform = Depends(get_platform)) -> PhotonVersion:
     digits = version[1:] if version[:1] in ("v", "V") else version
     if not digits.isdigit() or int(digits) < 1:
         raise InvalidInput(f"invalid version {version!r}: use N or vN with N >= 1")
@@ -104,7 +105,7 @@ def get_photon_version(name: str, version: str,
 
 
 @router.delete("/photons/{name}", status_code=204)
-def delete_photon(name: str, platform: Any = Depends(get_platform)) -> Response:
+def delete_photon(name: str, platform: ApiPlatform = Depends(get_platform)) -> Response:
     """Delete every version; refused (409) while a deployment uses the photon."""
     digests = platform.store.delete_photon(name)
     for digest in set(digests):

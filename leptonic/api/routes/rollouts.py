@@ -3,12 +3,10 @@ gateway's current route of a deployment (who gets traffic, with what weight)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from leptonic.api.deps import get_platform
+from leptonic.api.deps import ApiPlatform, get_platform
 from leptonic.core.models import (
     DONE_PHASES,
     Deployment,
@@ -22,7 +20,7 @@ from leptonic.errors import Conflict, NotFound
 router = APIRouter(tags=["rollouts"])
 
 
-def _rollout(platform: Any, name: str) -> Rollout:
+def _rollout(platform: ApiPlatform, name: str) -> Rollout:
     platform.store.get_deployment(name)          # 404 for an unknown deployment
     ro: Rollout | None = platform.store.get_rollout(name)
     if ro is None:
@@ -32,13 +30,13 @@ def _rollout(platform: Any, name: str) -> Rollout:
 
 
 @router.get("/deployments/{name}/rollout", response_model=Rollout)
-def get_rollout(name: str, platform: Any = Depends(get_platform)) -> Rollout:
+def get_rollout(name: str, platform: ApiPlatform = Depends(get_platform)) -> Rollout:
     """The latest rollout: strategy, phase, step, weights, replicas per template, the
     analysis figures, and what a user asked of it."""
     return _rollout(platform, name)
 
 
-def _control(platform: Any, name: str, verb: str, **changes: bool) -> Rollout:
+def _control(platform: ApiPlatform, name: str, verb: str, **changes: bool) -> Rollout:
     ro = _rollout(platform, name)
     st = ro.status
     if st.id == 0 or st.phase in DONE_PHASES:
@@ -54,33 +52,33 @@ def _control(platform: Any, name: str, verb: str, **changes: bool) -> Rollout:
 
 
 @router.post("/deployments/{name}/rollout/pause", response_model=Rollout)
-def pause(name: str, platform: Any = Depends(get_platform)) -> Rollout:
+def pause(name: str, platform: ApiPlatform = Depends(get_platform)) -> Rollout:
     """Hold the rollout where it is (replicas and weights stay) until resumed."""
     return _control(platform, name, "pause", paused=True)
 
 
 @router.post("/deployments/{name}/rollout/resume", response_model=Rollout)
-def resume(name: str, platform: Any = Depends(get_platform)) -> Rollout:
+def resume(name: str, platform: ApiPlatform = Depends(get_platform)) -> Rollout:
     """Carry on; the current step is held for its whole interval again."""
     return _control(platform, name, "resume", paused=False)
 
 
 @router.post("/deployments/{name}/rollout/promote", response_model=Rollout)
-def promote(name: str, platform: Any = Depends(get_platform)) -> Rollout:
+def promote(name: str, platform: ApiPlatform = Depends(get_platform)) -> Rollout:
     """Skip the remaining steps, analysis and smoke check: all traffic to the new template
     as soon as its replicas are ready."""
     return _control(platform, name, "promote", promote=True, paused=False)
 
 
 @router.post("/deployments/{name}/rollout/abort", response_model=Rollout)
-def abort(name: str, platform: Any = Depends(get_platform)) -> Rollout:
+def abort(name: str, platform: ApiPlatform = Depends(get_platform)) -> Rollout:
     """Go back to the stable template; the spec keeps asking for the new one until it is
     updated or rolled back."""
     return _control(platform, name, "abort", abort=True)
 
 
 @router.post("/deployments/{name}/rollback", response_model=Deployment)
-def rollback(name: str, platform: Any = Depends(get_platform)) -> Deployment:
+def rollback(name: str, platform: ApiPlatform = Depends(get_platform)) -> Deployment:
     """Make the spec ask for the template that served before the latest rollout again
     (photon version, env, secrets). A kept blue-green set serves again at once; otherwise
     the deployment's strategy rolls it out."""
@@ -124,7 +122,7 @@ class RouteView(BaseModel):
 
 
 @router.get("/deployments/{name}/routes", response_model=RouteView)
-def routes(name: str, platform: Any = Depends(get_platform)) -> RouteView:
+def routes(name: str, platform: ApiPlatform = Depends(get_platform)) -> RouteView:
     """Which replicas the gateway sends this deployment's requests to, right now."""
     platform.store.get_deployment(name)
     route = platform.routes.route(name)

@@ -3,12 +3,10 @@ back through the API."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from leptonic.api.deps import get_platform, principal_of
+from leptonic.api.deps import ApiPlatform, get_platform, principal_of
 from leptonic.core.models import ENV_NAME_RE
 
 router = APIRouter(tags=["secrets"])
@@ -46,7 +44,7 @@ def check_secret_name(name: str) -> str:
 
 @router.post("/secrets", status_code=201, response_model=SecretInfo)
 def create_secret(body: SecretCreate, request: Request,
-                  platform: Any = Depends(get_platform)) -> SecretInfo:
+                  platform: ApiPlatform = Depends(get_platform)) -> SecretInfo:
     check_secret_name(body.name)
     meta = platform.store.put_secret(body.name, platform.secrets.encrypt(body.value),
                                      principal_of(request).actor, create=True)
@@ -55,18 +53,18 @@ def create_secret(body: SecretCreate, request: Request,
 
 @router.put("/secrets/{name}", response_model=SecretInfo)
 def update_secret(name: str, body: SecretValue, request: Request,
-                  platform: Any = Depends(get_platform)) -> SecretInfo:
+                  platform: ApiPlatform = Depends(get_platform)) -> SecretInfo:
     meta = platform.store.put_secret(name, platform.secrets.encrypt(body.value),
                                      principal_of(request).actor, create=False)
     return SecretInfo.model_validate(meta)
 
 
 @router.get("/secrets", response_model=list[SecretInfo])
-def list_secrets(platform: Any = Depends(get_platform)) -> list[SecretInfo]:
+def list_secrets(platform: ApiPlatform = Depends(get_platform)) -> list[SecretInfo]:
     return [SecretInfo.model_validate(s) for s in platform.store.list_secrets()]
 
 
 @router.delete("/secrets/{name}", status_code=204)
-def delete_secret(name: str, platform: Any = Depends(get_platform)) -> Response:
+def delete_secret(name: str, platform: ApiPlatform = Depends(get_platform)) -> Response:
     platform.store.delete_secret(name)
     return Response(status_code=204)

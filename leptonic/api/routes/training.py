@@ -29,7 +29,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leptonic.api.deps import get_platform, principal_of
+from leptonic.api.deps import ApiPlatform, get_platform, principal_of
 from leptonic.api.routes.jobs import in_use
 from leptonic.api.routes.models import resolve
 from leptonic.core.models import Job, JobSpec, ModelTaskRef, Resources, check_name
@@ -146,7 +146,7 @@ async def _read_csv(data: UploadFile | None, dataset: str) -> bytes | None:
     return raw
 
 
-def _job_name(platform: Any, given: str | None, kind: str, model: str) -> str:
+def _job_name(platform: ApiPlatform, given: str | None, kind: str, model: str) -> str:
     if given is not None:
         check_name(given, "job name")
         return given
@@ -155,7 +155,7 @@ def _job_name(platform: Any, given: str | None, kind: str, model: str) -> str:
     return name
 
 
-def _start(platform: Any, name: str, task: TrainTask, csv_data: bytes | None,
+def _start(platform: ApiPlatform, name: str, task: TrainTask, csv_data: bytes | None,
            artifact: Path | None, ref: ModelTaskRef, resources: Resources | None,
            priority: int) -> Job:
     """Stage the code folder, then the job's row (the folder is removed on failure)."""
@@ -187,7 +187,7 @@ def _start(platform: Any, name: str, task: TrainTask, csv_data: bytes | None,
 async def train_model(name: str, request: Request,
                       task: str = Form(..., description="the TrainCreate JSON"),
                       data: UploadFile | None = File(None, description="csv: the data"),
-                      platform: Any = Depends(get_platform)) -> Job:
+                      platform: ApiPlatform = Depends(get_platform)) -> Job:
     """Start a job that trains ``task.estimator`` on ``task.dataset``, evaluates it and
     registers it as the next version of model ``name``."""
     check_name(name, "model name")
@@ -214,7 +214,7 @@ async def train_model(name: str, request: Request,
 async def evaluate_model(name: str, ref: str, request: Request,
                          task: str = Form(..., description="the EvaluateCreate JSON"),
                          data: UploadFile | None = File(None),
-                         platform: Any = Depends(get_platform)) -> Job:
+                         platform: ApiPlatform = Depends(get_platform)) -> Job:
     """Start a job that evaluates version ``ref`` of model ``name`` on a data set; its
     report is recorded on the version when it succeeds."""
     body: EvaluateCreate = _parse(EvaluateCreate, task)
@@ -244,7 +244,7 @@ async def evaluate_model(name: str, ref: str, request: Request,
     return job
 
 
-def report_of(platform: Any, job: Job) -> dict[str, Any] | None:
+def report_of(platform: ApiPlatform, job: Job) -> dict[str, Any] | None:
     """The ``evaluation.json`` a finished model job wrote, if it is there."""
     for a in platform.store.list_attempts(job.name):
         if a.output:

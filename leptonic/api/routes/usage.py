@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from leptonic.api.deps import get_platform, principal_of
+from leptonic.api.deps import ApiPlatform, get_platform, principal_of
 from leptonic.core.usage import (
     DEFAULT_PRICES,
     HOUR_S,
@@ -41,7 +41,7 @@ def usage(since: str = Query("30d", max_length=40, description=SINCE_FORMS),
           until: str | None = Query(None, max_length=40, description="default: now"),
           by: str = Query("deployment", max_length=80,
                           description="deployment, job, user, node or label:KEY"),
-          platform: Any = Depends(get_platform)) -> dict[str, Any]:
+          platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """Replica- and resource-seconds, requests and cost per item, totals and idle cost."""
     return report(platform.store, since, until, by, time.time())
 
@@ -49,7 +49,7 @@ def usage(since: str = Query("30d", max_length=40, description=SINCE_FORMS),
 @router.get("/usage/runs")
 def usage_runs(owner: str | None = Query(None, max_length=64,
                                          description="a deployment's or job's name"),
-               platform: Any = Depends(get_platform)) -> list[dict[str, Any]]:
+               platform: ApiPlatform = Depends(get_platform)) -> list[dict[str, Any]]:
     """The usage record of every run (a replica's process, a job attempt): from when to
     when it was metered, whether it has ended, what it was billed for."""
     rows = UsageStore(platform.store).runs(owner)
@@ -64,7 +64,7 @@ def usage_events(request: Request,
                  until: str | None = Query(None, max_length=40),
                  complete: bool = Query(True, description="only hours that have ended (an "
                                         "hour in progress still grows)"),
-                 platform: Any = Depends(get_platform)) -> Response:
+                 platform: ApiPlatform = Depends(get_platform)) -> Response:
     """The usage buckets as a CloudEvents batch (``application/cloudevents-batch+json``):
     one event per run and hour, with a stable id."""
     start, end = window(since, until, time.time())
@@ -83,7 +83,7 @@ class PriceSet(BaseModel):
     price: float = Field(description="USD per unit: core-second, GiB-second, GPU-second, kWh")
 
 
-def _prices(platform: Any) -> list[dict[str, Any]]:
+def _prices(platform: ApiPlatform) -> list[dict[str, Any]]:
     ustore = UsageStore(platform.store)
     rows = ustore.price_rows()
     current = ustore.prices()
@@ -95,14 +95,14 @@ def _prices(platform: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/prices")
-def list_prices(platform: Any = Depends(get_platform)) -> list[dict[str, Any]]:
+def list_prices(platform: ApiPlatform = Depends(get_platform)) -> list[dict[str, Any]]:
     """Every price in force: the defaults (docs/USAGE.md) and what was set."""
     return _prices(platform)
 
 
 @router.put("/prices/{resource}")
 def set_price(resource: str, body: PriceSet, request: Request,
-              platform: Any = Depends(get_platform)) -> dict[str, Any]:
+              platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """Set a price; it applies to what is metered from now on."""
     name = check_resource(resource)
     price = check_price(name, body.price)
@@ -113,7 +113,7 @@ def set_price(resource: str, body: PriceSet, request: Request,
 
 
 @router.delete("/prices/{resource}", status_code=204)
-def reset_price(resource: str, platform: Any = Depends(get_platform)) -> Response:
+def reset_price(resource: str, platform: ApiPlatform = Depends(get_platform)) -> Response:
     """Back to the default (a gpu:MODEL without a default goes away)."""
     name = check_resource(resource)
     if UsageStore(platform.store).reset_price(name):
@@ -123,7 +123,7 @@ def reset_price(resource: str, platform: Any = Depends(get_platform)) -> Respons
 
 # -- budgets ---------------------------------------------------------------------------------
 
-def _budget_view(platform: Any, b: dict[str, Any], now: float) -> dict[str, Any]:
+def _budget_view(platform: ApiPlatform, b: dict[str, Any], now: float) -> dict[str, Any]:
     spec: BudgetSpec = b["spec"]
     ustore = UsageStore(platform.store)
     spent = spent_of(month_rows(ustore, now), spec)
@@ -137,7 +137,7 @@ def _budget_view(platform: Any, b: dict[str, Any], now: float) -> dict[str, Any]
 
 @router.post("/budgets", status_code=201)
 def create_budget(body: BudgetSpec, request: Request,
-                  platform: Any = Depends(get_platform)) -> dict[str, Any]:
+                  platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     """A monthly budget of a scope: notified once per threshold and month."""
     spec = body.model_copy(update={"notify": check_targets(body.notify)})
     now = time.time()
@@ -150,18 +150,18 @@ def create_budget(body: BudgetSpec, request: Request,
 
 
 @router.get("/budgets")
-def list_budgets(platform: Any = Depends(get_platform)) -> list[dict[str, Any]]:
+def list_budgets(platform: ApiPlatform = Depends(get_platform)) -> list[dict[str, Any]]:
     now = time.time()
     return [_budget_view(platform, b, now) for b in UsageStore(platform.store).list_budgets()]
 
 
 @router.get("/budgets/{name}")
-def get_budget(name: str, platform: Any = Depends(get_platform)) -> dict[str, Any]:
+def get_budget(name: str, platform: ApiPlatform = Depends(get_platform)) -> dict[str, Any]:
     return _budget_view(platform, UsageStore(platform.store).get_budget(name), time.time())
 
 
 @router.delete("/budgets/{name}", status_code=204)
-def delete_budget(name: str, platform: Any = Depends(get_platform)) -> Response:
+def delete_budget(name: str, platform: ApiPlatform = Depends(get_platform)) -> Response:
     UsageStore(platform.store).delete_budget(name)
     platform.store.add_event(f"budget/{name}", "Deleted", f"budget {name} deleted")
     return Response(status_code=204)
