@@ -2,7 +2,7 @@
 
 leptonai 0.27.3 was the last release with ``leptonai.photon``. A photon written for it
 imports ``leptonai``; inside replicas and local runs that import resolves to this package
-(:mod:`leptonic.compat.alias`, never over a real leptonai install), so the file runs as
+(:mod:`leptonic.photon.alias`, never over a real leptonai install), so the file runs as
 written. :mod:`leptonic.compat.photon` has the ``Photon`` class and how each classic
 feature maps onto leptonic; :mod:`leptonic.compat.app` serves it with the classic wire
 format; :mod:`leptonic.compat.client` is the classic ``Client``.

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0 if args else 2
-    from leptonic.compat.alias import install
+    from leptonic.photon.alias import install
 
     script = Path(args[0]).resolve()
     install()

@@ -2,7 +2,7 @@
 
 This is the API of ``leptonai.photon`` as of leptonai 0.27.3 (the last release with the
 Photon SDK), so a photon written for it runs unchanged: ``import leptonai`` resolves to
-this package inside replicas and local runs (see :mod:`leptonic.compat.alias`).
+this package inside replicas and local runs (see :mod:`leptonic.photon.alias`).
 
 What maps onto what:
 

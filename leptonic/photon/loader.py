@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from leptonic.errors import PhotonDefinitionError
+from leptonic.photon.alias import install as install_leptonai_alias
 from leptonic.photon.photon import Photon
 
 ENTRY_RULE = "use FILE.py:Class (a file inside the bundle) or builtin:NAME"
@@ -75,9 +76,7 @@ def _load_file_entry(entry: str, bundle_dir: str | Path | None) -> object:
         raise FileNotFoundError(f"no file {rel!r} in bundle {str(root)!r}")
     # a classic leptonai photon imports `leptonai`: resolve it to leptonic.compat where
     # no real leptonai is installed (the finder goes last, so it never shadows one)
-    from leptonic.compat.alias import install
-
-    install()
+    install_leptonai_alias()
     module = _import_file(path, root)
     if not hasattr(module, cls_name):
         raise AttributeError(f"{rel} defines no class {cls_name!r}")

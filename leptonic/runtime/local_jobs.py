@@ -72,7 +72,7 @@ def worker_argv(python: str, launch: AttemptLaunch) -> list[str]:
     if launch.entry is None or launch.handler is None:
         raise BackendError(f"attempt {launch.attempt_id}: neither a command nor a photon "
                            "handler to run")
-    return [python, "-m", "leptonic.runtime.job_worker", "--entry", launch.entry,
+    return [python, "-m", "leptonic.photon.job_worker", "--entry", launch.entry,
             "--handler", launch.handler]
 
 

@@ -69,7 +69,7 @@ class RayAttemptsMixin:
         if launch.command is not None:
             argv = ["/bin/sh", "-c", launch.command]
         elif launch.entry is not None and launch.handler is not None:
-            argv = ["{python}", "-m", "leptonic.runtime.job_worker", "--entry", launch.entry,
+            argv = ["{python}", "-m", "leptonic.photon.job_worker", "--entry", launch.entry,
                     "--handler", launch.handler]
         else:
             raise BackendError(f"attempt {launch.attempt_id}: neither a command nor a "

@@ -1,7 +1,7 @@
 """The package layers of DESIGN.md, checked from the source: ``core`` imports nothing of
 leptonic but ``errors``; the store, config and runtime import nothing above them; the
 controller, auth and observe reach the gateway's types through ``core/routes.py``; and no
-two packages import each other, but for the two pairs that are known and listed here."""
+two packages import each other (type-only imports included)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ FORBIDDEN = {
     # the gateway, the controller and the token check share their types through core/
     ("controller", "gateway"), ("auth", "gateway"), ("observe", "gateway"),
 }
-#: known pairs that import each other (lazily, inside functions): left for now
-KNOWN_CYCLES = {frozenset({"compat", "photon"}), frozenset({"photon", "runtime"})}
 
 
 def _edges() -> dict[tuple[str, str], list[str]]:
@@ -54,5 +52,4 @@ def test_no_import_runs_back_up_a_layer() -> None:
 def test_no_two_packages_import_each_other() -> None:
     edges = _edges()
     cycles = {frozenset(e) for e in edges if (e[1], e[0]) in edges}
-    assert cycles <= KNOWN_CYCLES, {tuple(c): [edges[tuple(c)], edges[tuple(c)[::-1]]]
-                                    for c in cycles - KNOWN_CYCLES}
+    assert not cycles, {tuple(c): [edges[tuple(c)], edges[tuple(c)[::-1]]] for c in cycles}

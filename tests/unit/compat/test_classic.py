@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from leptonic.compat import alias, unsupported_entry
+from leptonic.compat import unsupported_entry
 from leptonic.errors import PhotonDefinitionError
+from leptonic.photon import alias
 from leptonic.photon.loader import load_photon_class
 from leptonic.photon.runner import build_app
 

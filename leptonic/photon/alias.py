@@ -6,6 +6,10 @@ is never shadowed. The loader installs it before importing a photon's file, whic
 where photons run (replicas, ``photon create``'s inspection, ``photon run``); nothing
 installs it when ``leptonic`` itself is imported.
 
+It lives with the loader, not in ``leptonic.compat``: it names the compat modules as
+strings and imports one only when a photon asks for it, so ``compat`` builds on
+``photon`` and nothing in ``photon`` imports ``compat``.
+
 ``leptonai``, ``leptonai.photon``, ``leptonai.photon.types``, ``leptonai.client`` and
 ``leptonai.config`` are provided; any other ``leptonai.*`` module raises an ImportError
 that says it is not part of leptonic's support and what to do.

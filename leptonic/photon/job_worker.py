@@ -1,6 +1,6 @@
 """A photon job's attempt: load the stored photon and call one handler per input line.
 
-    python -m leptonic.runtime.job_worker --entry app.py:Cls --handler NAME
+    python -m leptonic.photon.job_worker --entry app.py:Cls --handler NAME
 
 Run in a copy of the photon's bundle (its cwd), as the user code's own uid. Reads this
 index's share of the job's inputs from ``$LEPTONIC_INPUTS`` (JSON Lines, each line a JSON
@@ -82,7 +82,7 @@ def run(entry: str, handler: str, inputs: Path, output: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="leptonic.runtime.job_worker")
+    parser = argparse.ArgumentParser(prog="leptonic.photon.job_worker")
     parser.add_argument("--entry", required=True)
     parser.add_argument("--handler", required=True)
     opts = parser.parse_args(argv)
