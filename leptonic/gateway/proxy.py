@@ -506,6 +506,10 @@ class Gateway:
                             upstream.host, upstream.port,
                             request_line + upstream.host_line + after_host, body,
                             head_only=head_only)
+                        if not resp.complete and resp.small:
+                            # Headers came, the rest not yet: read it before answering,
+                            # so a replica lost now is retried, not a cut connection.
+                            await resp.read_all()
                     except UpstreamError as exc:
                         last_error = exc
                         if not exc.before_response or attempt >= self.retries:

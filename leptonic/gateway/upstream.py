@@ -14,7 +14,9 @@ What it does:
   chunk by chunk as they arrive, with back-pressure (reading pauses while the caller lags);
 * a connect timeout, and a read timeout that is an *idle* timeout (time without a byte);
 * errors that say whether any response byte had arrived (``before_response``): only
-  then is it safe for the proxy to send the request to another replica.
+  then is it safe for the proxy to send the request to another replica;
+* a small body (declared, at most ``BUFFER_BYTES``) read whole on request, so a replica
+  that dies between its headers and its body is still a failure the client never sees.
 
 The caller owns a :class:`Response` until ``release()``: that returns the connection to the
 pool when the response was read completely and the replica allows keep-alive, and
@@ -45,13 +47,17 @@ HOP_BY_HOP = frozenset({
 
 _HIGH_WATER = 256 * 1024     # pause reading a replica once this much body is unread
 _LOW_WATER = 64 * 1024
+# A body declared at most this long may be read whole before the client sees anything
+# (never more than _HIGH_WATER, or reading would pause under the waiting caller).
+BUFFER_BYTES = _HIGH_WATER
 
 
 class UpstreamError(Exception):
     """An exchange with a replica failed.
 
-    ``before_response`` is true when not a single response byte had arrived, so the
-    replica cannot have started answering and the request may go to another replica.
+    ``before_response`` is true when nothing of the response can have reached the
+    client: not a single byte had arrived, or a small body failed while it was read whole
+    (``Response.read_all``). Only then may the request go to another replica.
     ``reused`` is true when it failed on a pooled connection (which may simply have been
     closed by the replica while idle) rather than on a fresh one.
     """
@@ -77,8 +83,8 @@ class Response:
     """One upstream response: status and headers at once, the body as it arrives."""
 
     __slots__ = (
-        "_chunks", "_conn", "_error", "_pending", "_waiter", "complete", "got_bytes",
-        "headers", "keep_alive", "reused", "status", "until_eof",
+        "_chunks", "_conn", "_error", "_pending", "_waiter", "complete", "declared",
+        "got_bytes", "headers", "keep_alive", "reused", "status", "until_eof",
     )
 
     def __init__(self, conn: _Connection, reused: bool) -> None:
@@ -91,6 +97,7 @@ class Response:
         self.keep_alive = False
         self.got_bytes = False
         self.until_eof = True       # no Content-Length and not chunked: body ends at EOF
+        self.declared = -1          # the Content-Length, when the replica sent one
         self._chunks: deque[bytes] = deque()
         self._pending = 0           # unread body bytes
         self._error: UpstreamError | None = None
@@ -132,6 +139,41 @@ class Response:
                 await waiter
             finally:
                 self._waiter = None
+
+    @property
+    def small(self) -> bool:
+        """Is the body's length declared and at most ``BUFFER_BYTES``? Such a body can be
+        read whole before answering the client (``read_all``)."""
+        return 0 <= self.declared <= BUFFER_BYTES
+
+    async def read_all(self) -> None:
+        """Wait for the rest of a ``small`` body; ``take_body`` then has all of it.
+
+        A replica that fails meanwhile raises :class:`UpstreamError` with
+        ``before_response`` true and the connection released: nothing of this response can
+        have reached the client yet, so the proxy may still send the request elsewhere.
+        """
+        try:
+            while not self.complete:
+                if self._error is not None:
+                    raise self._error
+                conn = self._conn
+                if conn is None:
+                    raise UpstreamError("response released before its body was read",
+                                        before_response=False)
+                waiter = self._waiter = conn.loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+        except UpstreamError as exc:
+            self.release()
+            kind = UpstreamTimeout if isinstance(exc, UpstreamTimeout) else UpstreamError
+            raise kind(f"{exc}, before the client saw any of it",
+                       before_response=True) from exc
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         """Give the connection back: to the pool if reusable, else close it. Idempotent."""
@@ -215,6 +257,10 @@ class _Connection(asyncio.Protocol):
             return
         if name == b"content-length":
             resp.until_eof = False
+            try:
+                resp.declared = int(value)
+            except ValueError:
+                resp.declared = -1      # httptools refuses a malformed one right after
         resp.headers.append((name, value))
 
     def on_headers_complete(self) -> None:

@@ -23,6 +23,21 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 
 
+def ray_named_actors(address: str, env: dict[str, str]) -> list[str]:
+    """Named actors in leptonic's namespace on the Ray cluster at ``address``, asked by a
+    driver of its own (a second ``ray.init`` in the process that made the cluster waits
+    forever on its GCS client)."""
+    code = (f"import json, ray; ray.init(address={address!r}, namespace='leptonic', "
+            "log_to_driver=False); print('ACTORS', json.dumps(ray.util.list_named_actors()))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, **env}, check=True)
+    # Ray prints warnings of its own on stdout too (lagging heartbeats on a busy machine)
+    found = [line.removeprefix("ACTORS ") for line in res.stdout.splitlines()
+             if line.startswith("ACTORS ")]
+    assert found, f"no actor list from the driver: {res.stdout!r} {res.stderr!r}"
+    return list(json.loads(found[-1]))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.harness import RunningPlatform, running_platform
+from tests.e2e.harness import RunningPlatform, ray_named_actors, running_platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -83,19 +82,8 @@ def platform(cluster: Ray, tmp_path: Path) -> Iterator[RunningPlatform]:
                                                       cluster.cluster.address]) as p:
         yield p
     # nothing of this platform may be left on the cluster
-    left = [n for n in ray_named_actors(cluster) if n.startswith("lep-")]
+    left = [n for n in ray_named_actors(cluster.cluster.address, RAY_ENV) if n.startswith("lep-")]
     assert left == [], left
-
-
-def ray_named_actors(cluster: Ray) -> list[str]:
-    """Named actors in leptonic's namespace, asked by a driver of its own (a second
-    ``ray.init`` in the process that made the cluster waits forever on its GCS client)."""
-    address = cluster.cluster.address
-    code = (f"import json, ray; ray.init(address={address!r}, namespace='leptonic', "
-            "log_to_driver=False); print(json.dumps(ray.util.list_named_actors()))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, **RAY_ENV}, check=True)
-    return list(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
 def nodes(p: RunningPlatform) -> dict[str, dict[str, Any]]:
@@ -234,7 +222,7 @@ def test_control_plane_kill9_readopts_actors(platform: RunningPlatform,
     time.sleep(1.0)                                 # a few ticks of the new controller
     after = {r["id"]: r["pid"] for r in p.wait_ready("echo", 2)}
     assert after == before                          # same actors, no duplicate
-    ours = [n for n in ray_named_actors(cluster) if n.startswith("lep-")]
+    ours = [n for n in ray_named_actors(cluster.cluster.address, RAY_ENV) if n.startswith("lep-")]
     assert len(ours) == 2, ours
     r = httpx.post(f"{p.url}/run/echo/echo", headers=p.headers, json={"text": "x"})
     assert r.status_code == 200

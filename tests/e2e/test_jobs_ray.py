@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e.harness import RunningPlatform, running_platform
+from tests.e2e.harness import RunningPlatform, ray_named_actors, running_platform
 from tests.e2e.test_jobs import SDK_EXAMPLE, _user_pids, attempts, wait_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -58,19 +58,8 @@ def platform(cluster: Any, tmp_path: Path) -> Iterator[RunningPlatform]:
         wait_nodes(p, 2)
         yield p
     # nothing of this platform may be left on the cluster: no replica, no attempt
-    left = [n for n in ray_named_actors(cluster) if n.startswith("lep-")]
+    left = [n for n in ray_named_actors(cluster.address, RAY_ENV) if n.startswith("lep-")]
     assert left == [], left
-
-
-def ray_named_actors(cluster: Any) -> list[str]:
-    """Named actors in leptonic's namespace, asked by a driver of its own."""
-    import json
-
-    code = (f"import json, ray; ray.init(address={cluster.address!r}, namespace='leptonic',"
-            " log_to_driver=False); print(json.dumps(ray.util.list_named_actors()))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, **RAY_ENV}, check=True)
-    return list(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
 def wait_nodes(p: RunningPlatform, want: int, timeout: float = 30) -> dict[str, Any]:

@@ -188,6 +188,69 @@ async def test_close_mid_body_fails_the_stream() -> None:
     assert not info.value.before_response
 
 
+async def test_a_small_body_read_whole_fails_as_retryable() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()
+
+    async with raw_server(handler) as (port, _):
+        client = UpstreamClient()
+        resp = await client.request("127.0.0.1", port, GET)
+        assert resp.status == 200
+        assert resp.small
+        assert not resp.complete
+        with pytest.raises(UpstreamError) as info:
+            await resp.read_all()
+    assert info.value.before_response       # the client has seen nothing of it
+    assert "before the client saw any of it" in str(info.value)
+    assert resp._conn is None               # released
+
+
+async def test_a_small_body_arriving_late_is_read_whole() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"ok")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"done")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with raw_server(handler) as (port, _):
+        client = UpstreamClient()
+        resp = await client.request("127.0.0.1", port, GET)
+        await asyncio.wait_for(resp.read_all(), 3)
+        assert resp.complete
+        assert resp.take_body() == b"okdone"
+        resp.release()
+        assert client.idle_count("127.0.0.1", port) == 1
+
+
+@pytest.mark.parametrize(("head", "small"), [
+    (b"Content-Length: 262144", True),
+    (b"Content-Length: 262145", False),
+    (b"Transfer-Encoding: chunked", False),
+    (b"X-No-Length: 1", False),
+])
+async def test_only_a_declared_small_body_may_be_read_whole(head: bytes, small: bool) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with raw_server(handler) as (port, _):
+        resp = await UpstreamClient().request("127.0.0.1", port, GET)
+        assert resp.small is small
+        resp.release()
+
+
 async def test_stale_pooled_connection_is_reported_as_reused() -> None:
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
