@@ -14,6 +14,8 @@ one request in five is rolled back after a handful of requests instead of a hund
 from __future__ import annotations
 
 import bisect
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leptonic.core.models import AnalysisSpec, CheckResult
@@ -65,22 +67,42 @@ class TrafficCounters:
         return sum(self.buckets[first:])
 
     def quantile_ms(self, q: float) -> float | None:
-        """The ``q`` quantile, interpolated linearly inside its bucket (as Prometheus'
-        ``histogram_quantile``); None without samples."""
-        total = sum(self.buckets)
-        if not total:
+        """The ``q`` quantile, interpolated linearly inside its bucket; None without
+        samples. The same function the alerts and the dashboard read these buckets with."""
+        if not self.buckets:
             return None
-        rank = q * total
-        seen = 0
-        for i, n in enumerate(self.buckets):
-            if n and seen + n >= rank - _EPS:
-                lo = LATENCY_BOUNDS_MS[i - 1] if i > 0 else 0.0
-                if i >= len(LATENCY_BOUNDS_MS):
-                    return float(LATENCY_BOUNDS_MS[-1])
-                hi = LATENCY_BOUNDS_MS[i]
-                return float(lo + (hi - lo) * max(0.0, min(1.0, (rank - seen) / n)))
-            seen += n
-        return float(LATENCY_BOUNDS_MS[-1])
+        return histogram_quantile(q, cumulative_ms(self.buckets))
+
+
+def cumulative_ms(buckets: Sequence[int]) -> list[tuple[float, float]]:
+    """Per-bucket counts (``LATENCY_BOUNDS_MS``, then the overflow) as cumulative
+    ``(le, count)`` pairs, ``le`` in ms and the last one infinite (Prometheus' shape)."""
+    out: list[tuple[float, float]] = []
+    seen = 0
+    for le, n in zip((*LATENCY_BOUNDS_MS, math.inf), buckets, strict=True):
+        seen += n
+        out.append((float(le), float(seen)))
+    return out
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The ``q`` quantile of cumulative ``(le, count)`` buckets, interpolated linearly
+    inside the bucket it falls in (as Prometheus' ``histogram_quantile``); None if empty."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank - _EPS:
+            if math.isinf(le):
+                return prev_le         # beyond the last finite bucket: its bound
+            if count == prev_count:
+                return le
+            share = max(0.0, min(1.0, (rank - prev_count) / (count - prev_count)))
+            return prev_le + (le - prev_le) * share
+        prev_le, prev_count = le, count
+    return prev_le
 
 
 def _bad_share_check(bad: int, n: int, max_share: float, min_requests: int) -> bool | None:

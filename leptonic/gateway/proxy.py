@@ -33,11 +33,12 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from leptonic.asgi import BadLength, TooLarge, length_of
 from leptonic.config import DEFAULT_MAX_BODY_BYTES
-from leptonic.core.analysis import N_BUCKETS, TrafficCounters, bucket_of
+from leptonic.core.analysis import LATENCY_BOUNDS_MS, N_BUCKETS, TrafficCounters, bucket_of
 from leptonic.core.routes import Refusal
 from leptonic.errors import PROBLEM_CONTENT_TYPE, problem
 from leptonic.gateway.balancer import pick
@@ -72,58 +73,92 @@ _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 
 
 class _Metrics:
-    """The gateway's Prometheus series, with label children cached off the hot path."""
+    """The gateway's Prometheus series.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "leptonic_gateway_requests_total",
-            "Requests answered by the gateway, by deployment and status code.",
-            ["deployment", "code"], registry=registry)
-        self.latency = Histogram(
-            "leptonic_gateway_upstream_latency_seconds",
-            "Time from sending a request to a replica to its response headers.",
-            ["deployment"], registry=registry,
-            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+    Answers, latencies and requests in flight are plain numbers the event loop bumps (no
+    lock, no label lookup per request); the registry reads them through ``collect`` at
+    scrape time. The latency histogram is the canary analysis' own counts
+    (``LATENCY_BOUNDS_MS``, per replica template, summed per deployment here): alerts,
+    the dashboard and the analysis judge one set of buckets with one quantile function.
+    Retries and ejections are rare and stay ordinary counters.
+    """
+
+    def __init__(self, registry: CollectorRegistry,
+                 traffic: Mapping[tuple[str, str], _Traffic]) -> None:
+        self.codes: dict[tuple[str, int], int] = {}
+        self.in_flight: dict[str, int] = {}
+        self._traffic = traffic
         self.retries = Counter(
             "leptonic_gateway_retries_total",
             "Requests sent again to another replica after a connection failure.",
-            ["deployment"], registry=registry)
-        self.in_flight = Gauge(
-            "leptonic_gateway_in_flight_requests",
-            "Requests currently being proxied, by deployment.",
             ["deployment"], registry=registry)
         self.ejections = Counter(
             "leptonic_gateway_ejections_total",
             "Replicas taken out of rotation for a while after a connection failure.",
             ["deployment"], registry=registry)
-        self._requests: dict[tuple[str, int], Any] = {}
-        self._per_deployment: dict[str, tuple[Any, Any]] = {}
+        registry.register(self)
 
     def request(self, deployment: str, code: int) -> None:
         key = (deployment, code)
-        child = self._requests.get(key)
-        if child is None:
-            child = self._requests[key] = self.requests.labels(deployment, str(code))
-        child.inc()
+        codes = self.codes
+        codes[key] = codes.get(key, 0) + 1
 
-    def deployment(self, deployment: str) -> tuple[Any, Any]:
-        """(latency histogram, in-flight gauge) children for ``deployment``."""
-        pair = self._per_deployment.get(deployment)
-        if pair is None:
-            pair = self._per_deployment[deployment] = (
-                self.latency.labels(deployment), self.in_flight.labels(deployment))
-        return pair
+    def describe(self) -> list[Any]:
+        return self._families()
+
+    def collect(self) -> list[Any]:
+        families = self._families()
+        requests, latency, in_flight = families
+        for (dep, code), n in list(self.codes.items()):
+            requests.add_metric([dep, str(code)], n)
+        per_dep: dict[str, tuple[list[int], list[float]]] = {}
+        for (dep, _), t in list(self._traffic.items()):
+            counts, total = per_dep.setdefault(dep, ([0] * N_BUCKETS, [0.0]))
+            for i, n in enumerate(t.buckets):
+                counts[i] += n
+            total[0] += t.seconds
+        for dep, (counts, total) in per_dep.items():
+            seen, buckets = 0, []
+            for le, n in zip(_LE_LABELS, counts, strict=True):
+                seen += n
+                buckets.append((le, seen))
+            latency.add_metric([dep], buckets, total[0])
+        for dep, n in list(self.in_flight.items()):
+            in_flight.add_metric([dep], n)
+        return families
+
+    @staticmethod
+    def _families() -> list[Any]:
+        return [
+            CounterMetricFamily(
+                "leptonic_gateway_requests",
+                "Requests answered by the gateway, by deployment and status code.",
+                labels=["deployment", "code"]),
+            HistogramMetricFamily(
+                "leptonic_gateway_upstream_latency_seconds",
+                "Time from sending a request to a replica to its response headers (to its "
+                "whole body when that is small and came after them).",
+                labels=["deployment"]),
+            GaugeMetricFamily(
+                "leptonic_gateway_in_flight_requests",
+                "Requests currently being proxied, by deployment.", labels=["deployment"]),
+        ]
+
+
+#: the histogram's ``le`` labels: the analysis bounds in seconds, then +Inf
+_LE_LABELS = (*(repr(ms / 1000.0) for ms in LATENCY_BOUNDS_MS), "+Inf")
 
 
 class _Traffic:
     """Mutable counters of one (deployment, replica template); see ``TrafficCounters``."""
 
-    __slots__ = ("buckets", "errors", "requests")
+    __slots__ = ("buckets", "errors", "requests", "seconds")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
         self.buckets = [0] * N_BUCKETS
+        self.seconds = 0.0          # the sum of the latencies counted in ``buckets``
 
     def record(self, status: int, seconds: float | None) -> None:
         self.requests += 1
@@ -131,6 +166,7 @@ class _Traffic:
             self.errors += 1
         if seconds is not None:
             self.buckets[bucket_of(seconds * 1000.0)] += 1
+            self.seconds += seconds
 
     def snapshot(self) -> TrafficCounters:
         return TrafficCounters(self.requests, self.errors, tuple(self.buckets))
@@ -179,7 +215,8 @@ class Gateway:
         self.retries = retries
         self.client = UpstreamClient(connect_timeout=connect_timeout, read_timeout=read_timeout)
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = _Metrics(self.registry)
+        self._traffic: dict[tuple[str, str], _Traffic] = {}
+        self.metrics = _Metrics(self.registry, self._traffic)
         self.rng = rng if rng is not None else random.Random()
         self._outstanding: dict[str, int] = {}
         self.outstanding: Mapping[str, int] = MappingProxyType(self._outstanding)
@@ -190,7 +227,6 @@ class Gateway:
         self._ejected: dict[str, float] = {}   # replica id -> monotonic time it comes back
         # rollouts and autoscaling: see the module docstring
         self.on_hold = on_hold                  # called when a request starts waiting
-        self._traffic: dict[tuple[str, str], _Traffic] = {}
         self._arrived: dict[str, int] = {}      # requests per deployment, ever
         self._waiting: dict[str, int] = {}      # requests held per deployment, now
         self._held: dict[str, int] = {}         # requests ever held per deployment
@@ -474,7 +510,7 @@ class Gateway:
         request_id: bytes = b"",
     ) -> None:
         metrics = self.metrics
-        latency, in_flight = metrics.deployment(deployment)
+        in_flight = metrics.in_flight
         outstanding = self._outstanding
         ejected = self._ejected
         ids, by_id, split = route.ids, route.by_id, route.split
@@ -483,7 +519,7 @@ class Gateway:
         last_error: UpstreamError | None = None
         last_saturated = False
         group = ""
-        in_flight.inc()
+        in_flight[deployment] = in_flight.get(deployment, 0) + 1
         try:
             while True:
                 now = 0.0
@@ -541,7 +577,6 @@ class Gateway:
                         tried.add(rid)
                         last_saturated = True
                         continue
-                    latency.observe(elapsed)
                     self._record(deployment, group, resp.status, elapsed)
                     await self._relay(deployment, upstream, resp, receive, send, request_id)
                     return
@@ -552,7 +587,7 @@ class Gateway:
                     else:
                         del outstanding[rid]
         finally:
-            in_flight.dec()
+            in_flight[deployment] -= 1
 
         if last_saturated and last_error is None:
             await _problem(send, 503, "Service unavailable",

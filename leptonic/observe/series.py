@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leptonic.config.observe import ObserveSettings
+from leptonic.core.analysis import histogram_quantile
 
 Sample = dict[str, float | None]
 
@@ -80,25 +81,6 @@ def read_gateway(families: Iterable[Any]) -> dict[str, GatewayCounts]:
     for counts in out.values():
         counts.buckets.sort()
     return out
-
-
-def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
-    """The ``q`` quantile of cumulative ``(le, count)`` buckets, interpolated linearly
-    inside the bucket it falls in (as Prometheus' ``histogram_quantile``); None if empty."""
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    total = buckets[-1][1]
-    rank = q * total
-    prev_le, prev_count = 0.0, 0.0
-    for le, count in buckets:
-        if count >= rank:
-            if math.isinf(le):
-                return prev_le         # beyond the last finite bucket: its bound
-            if count == prev_count:
-                return le
-            return prev_le + (le - prev_le) * (rank - prev_count) / (count - prev_count)
-        prev_le, prev_count = le, count
-    return prev_le
 
 
 def _delta(cur: float, prev: float) -> float:

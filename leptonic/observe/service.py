@@ -15,11 +15,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from leptonic.config.observe import ObserveSettings
 from leptonic.controller.phases import run_guarded
@@ -61,11 +61,10 @@ if TYPE_CHECKING:
 
 
 class GatewayMetrics(Protocol):
-    """The gateway's own Prometheus metrics, which the deployment series are read from."""
+    """The gateway's own Prometheus metrics (answers, latency, in flight), which the
+    deployment series are read from: a collector's metric families."""
 
-    requests: Counter
-    latency: Histogram
-    in_flight: Gauge
+    def collect(self) -> Iterable[Any]: ...
 
 
 class ObservedBackend(Protocol):
@@ -231,8 +230,7 @@ class Observability:
         scrapes = await self.scraper.scrape(replicas)
         stats, nstats = await asyncio.to_thread(self._stats, replicas, scrapes, nodes, now)
         gw = self.platform.gateway.metrics
-        gateway = read_gateway([*gw.requests.collect(), *gw.latency.collect(),
-                                *gw.in_flight.collect()])
+        gateway = read_gateway(gw.collect())
         gateway = self.platform.traffic.merge_series(gateway)   # and the followers' counts
         samples: dict[str, Sample] = {}
         live = [d for d in deployments if not d.deleting]

@@ -31,9 +31,7 @@ FRESH_S = 10.0
 def snapshot(gateway: Any) -> dict[str, Any]:
     """What a follower publishes: its gateway's counters, and its Prometheus counters per
     deployment (codes, latency buckets with ``le`` as text, in flight)."""
-    m = gateway.metrics
-    series = read_gateway([*m.requests.collect(), *m.latency.collect(),
-                           *m.in_flight.collect()])
+    series = read_gateway(gateway.metrics.collect())
     data: dict[str, Any] = gateway.counters()
     data["series"] = {dep: {"codes": dict(c.codes),
                             "buckets": [[str(le), n] for le, n in c.buckets],

@@ -406,6 +406,40 @@ async def test_metrics_count_requests_and_latency(upstreams: Replicas) -> None:
     assert sample("leptonic_gateway_in_flight_requests", {"deployment": "echo"}) == 0
 
 
+def test_alerts_and_the_canary_analysis_read_one_histogram() -> None:
+    from leptonic.core.analysis import LATENCY_BOUNDS_MS, histogram_quantile
+    from leptonic.observe.series import read_gateway
+
+    gateway = Gateway(RouteTable())
+    latencies = [0.0007, 0.0042, 0.0042, 0.019, 0.2, 0.45, 0.7, 75.0]
+    for i, seconds in enumerate(latencies):
+        gateway._record("echo", "canary" if i % 2 else "stable", 200, seconds)
+    # Prometheus: the analysis' bounds, both groups summed, a sum of the latencies
+    sample = gateway.registry.get_sample_value
+    assert sample("leptonic_gateway_upstream_latency_seconds_count",
+                  {"deployment": "echo"}) == len(latencies)
+    assert sample("leptonic_gateway_upstream_latency_seconds_sum",
+                  {"deployment": "echo"}) == pytest.approx(sum(latencies))
+    assert sample("leptonic_gateway_upstream_latency_seconds_bucket",
+                  {"deployment": "echo", "le": "0.005"}) == 3
+    assert sample("leptonic_gateway_upstream_latency_seconds_bucket",
+                  {"deployment": "echo", "le": "60.0"}) == 7
+    series = read_gateway(gateway.metrics.collect())["echo"]
+    assert [le for le, _ in series.buckets] == [
+        *(ms / 1000 for ms in LATENCY_BOUNDS_MS), float("inf")]
+    # the series' (alerts', dashboard's) p99 and the analysis' p99 are one figure
+    traffic = gateway.traffic("echo")
+    assert set(traffic) == {"canary", "stable"}
+    counts = [a + b for a, b in zip(traffic["canary"].buckets, traffic["stable"].buckets,
+                                    strict=True)]
+    for q in (0.5, 0.9, 0.99):
+        from_series = histogram_quantile(q, series.buckets)
+        from_analysis = type(traffic["canary"])(8, 0, tuple(counts)).quantile_ms(q)
+        assert from_series is not None
+        assert from_analysis is not None
+        assert from_series * 1000 == pytest.approx(from_analysis)
+
+
 async def test_route_changes_apply_to_the_next_request(upstreams: Replicas) -> None:
     (url_a, _, _), (url_b, _, _) = upstreams
     table = RouteTable({"echo": [Upstream("a", url_a)]})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from leptonic.config.observe import ObserveSettings, Tier
+from leptonic.core.analysis import histogram_quantile
 from leptonic.observe.series import (
     GatewayCounts,
     ReplicaStat,
     Sampler,
     choose_resolution,
-    histogram_quantile,
     rollup,
     window_value,
 )

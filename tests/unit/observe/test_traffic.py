@@ -92,12 +92,14 @@ def test_what_a_gateway_publishes_reads_back_after_json() -> None:
     gw._arrived["web"] = 12
     gw._outstanding["web-1"] = 2
     gw.metrics.request("web", 200)
-    gw.metrics.deployment("web")[0].observe(0.003)
+    gw._record("web", "", 200, 0.003)     # what _forward counts for an answer
     data = json.loads(json.dumps(snapshot(gw)))
     assert data["arrived"] == {"web": 12}
     assert data["outstanding"] == {"web-1": 2}
     assert data["series"]["web"]["codes"] == {"200": 1.0}
     assert ["inf", 1.0] in data["series"]["web"]["buckets"]
+    assert ["0.002", 0.0] in data["series"]["web"]["buckets"]   # the analysis' bounds
+    assert ["0.003", 1.0] in data["series"]["web"]["buckets"]
     view = ClusterTraffic(Gateway(RouteTable()))
     view.update([("b", 1.0, data)], now=1.0)
     assert view.outstanding == {"web-1": 2}
