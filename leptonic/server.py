@@ -22,6 +22,14 @@ BODY_IDLE_TIMEOUT_S = float(os.environ.get("LEPTONIC_BODY_IDLE_TIMEOUT_S", "30")
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the head and body time limits above.
+
+    The timers are armed only for what is still incomplete once a read has been parsed:
+    a request that arrives in one read (nearly every one) costs no timer at all, so the
+    guard is nearly free on the gateway's hot path; a head or body that dribbles in gets
+    the same limits as ever (the head's clock still starts at its first byte).
+    """
+
     head_timeout_s = HEAD_TIMEOUT_S
     body_idle_timeout_s = BODY_IDLE_TIMEOUT_S
 
@@ -29,6 +37,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._head_started: float | None = None    # loop time of the open head's 1st byte
         self._reading_body = False
 
     # -- timers ---------------------------------------------------------------------------
@@ -36,46 +45,52 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.close()
 
-    def _cancel(self, which: str) -> None:
-        timer = getattr(self, which)
-        if timer is not None:
-            timer.cancel()
-            setattr(self, which, None)
+    def _cancel_head(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
 
-    def _arm_head(self) -> None:
-        self._cancel("_head_timer")
-        self._head_timer = self.loop.call_later(self.head_timeout_s, self._expire)
-
-    def _arm_body(self) -> None:
-        self._cancel("_body_timer")
-        self._body_timer = self.loop.call_later(self.body_idle_timeout_s, self._expire)
+    def _cancel_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     # -- protocol hooks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head()                 # a client that never sends a byte
+        # a client that never sends a byte
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._expire)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel("_head_timer")
-        self._cancel("_body_timer")
+        self._cancel_head()
+        self._cancel_body()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_body:
-            self._arm_body()
         super().data_received(data)
+        if self.transport.is_closing():
+            return
+        started = self._head_started
+        if started is not None:             # a head still coming in: its deadline stands
+            if self._head_timer is None:
+                left = started + self.head_timeout_s - self.loop.time()
+                self._head_timer = self.loop.call_later(max(left, 0.0), self._expire)
+        elif self._reading_body:            # a body still coming in: idle time from now
+            self._cancel_body()
+            self._body_timer = self.loop.call_later(self.body_idle_timeout_s, self._expire)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm_head()                 # the clock starts at the request's first byte
+        self._head_started = self.loop.time()     # the clock starts at its first byte
+        self._cancel_head()                        # (not at the connection's opening)
 
     def on_headers_complete(self) -> None:
-        self._cancel("_head_timer")
+        self._head_started = None
+        self._cancel_head()
         super().on_headers_complete()
         self._reading_body = True
-        self._arm_body()
 
     def on_message_complete(self) -> None:
         self._reading_body = False
-        self._cancel("_body_timer")
+        self._cancel_body()
         super().on_message_complete()

@@ -23,7 +23,6 @@ for a deployment scaled to zero (bounded queue, timeout) until a replica is read
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import json
 import random
@@ -352,8 +351,9 @@ class Gateway:
             client = scope.get("client")
             verdict = self.authorize(_bearer(authorization), deployment,
                                      client[0] if client else None)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
+            if verdict is not True and verdict is not None and not isinstance(
+                    verdict, (bool, Refusal)):
+                verdict = await verdict         # the check needs I/O: off the loop
             if isinstance(verdict, Refusal):
                 if verdict.delay_s > 0:
                     await asyncio.sleep(verdict.delay_s)
