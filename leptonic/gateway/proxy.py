@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import operator
 import random
 import time
 import uuid
@@ -110,18 +111,15 @@ class _Metrics:
         requests, latency, in_flight = families
         for (dep, code), n in list(self.codes.items()):
             requests.add_metric([dep, str(code)], n)
-        per_dep: dict[str, tuple[list[int], list[float]]] = {}
-        for (dep, _), t in list(self._traffic.items()):
-            counts, total = per_dep.setdefault(dep, ([0] * N_BUCKETS, [0.0]))
-            for i, n in enumerate(t.buckets):
-                counts[i] += n
-            total[0] += t.seconds
-        for dep, (counts, total) in per_dep.items():
-            seen, buckets = 0, []
-            for le, n in zip(_LE_LABELS, counts, strict=True):
-                seen += n
-                buckets.append((le, seen))
-            latency.add_metric([dep], buckets, total[0])
+        counts: dict[str, list[int]] = {}
+        seconds: dict[str, float] = {}
+        for (dep, _), t in list(self._traffic.items()):     # replica templates, summed
+            mine = counts.setdefault(dep, [0] * N_BUCKETS)
+            mine[:] = map(operator.add, mine, t.buckets)
+            seconds[dep] = seconds.get(dep, 0.0) + t.seconds
+        for dep, per_bucket in counts.items():
+            latency.add_metric([dep], list(zip(_LE_LABELS, itertools.accumulate(per_bucket),
+                                               strict=True)), seconds[dep])
         for dep, n in list(self.in_flight.items()):
             in_flight.add_metric([dep], n)
         return families
@@ -351,8 +349,7 @@ class Gateway:
             client = scope.get("client")
             verdict = self.authorize(_bearer(authorization), deployment,
                                      client[0] if client else None)
-            if verdict is not True and verdict is not None and not isinstance(
-                    verdict, (bool, Refusal)):
+            if verdict is not None and not isinstance(verdict, (bool, Refusal)):
                 verdict = await verdict         # the check needs I/O: off the loop
             if isinstance(verdict, Refusal):
                 if verdict.delay_s > 0:

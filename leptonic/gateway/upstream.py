@@ -134,11 +134,7 @@ class Response:
             conn = self._conn
             if conn is None:
                 return None
-            waiter = self._waiter = conn.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await self._more(conn)
 
     @property
     def small(self) -> bool:
@@ -161,11 +157,7 @@ class Response:
                 if conn is None:
                     raise UpstreamError("response released before its body was read",
                                         before_response=False)
-                waiter = self._waiter = conn.loop.create_future()
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
+                await self._more(conn)
         except UpstreamError as exc:
             self.release()
             kind = UpstreamTimeout if isinstance(exc, UpstreamTimeout) else UpstreamError
@@ -174,6 +166,14 @@ class Response:
         except BaseException:
             self.release()
             raise
+
+    async def _more(self, conn: _Connection) -> None:
+        """Wait until the connection has more for this response: body, its end, an error."""
+        waiter = self._waiter = conn.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
 
     def release(self) -> None:
         """Give the connection back: to the pool if reusable, else close it. Idempotent."""

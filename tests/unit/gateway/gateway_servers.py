@@ -1,7 +1,9 @@
 """Real HTTP servers on loopback for the gateway tests, run inside the test's event loop.
 
 ``serve(app)`` starts uvicorn on a fresh 127.0.0.1 port; ``UpstreamApp`` is a replica
-stand-in that echoes what it received and can stream, fail or answer problem+json.
+stand-in that echoes what it received and can stream, fail or answer problem+json;
+``raw_server(handler)`` is a bare TCP server for replicas that misbehave byte by byte, and
+``scripted(...)`` writes such a handler as a list of steps.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -41,6 +43,49 @@ async def serve(app: Any) -> AsyncIterator[tuple[str, uvicorn.Server]]:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
         sock.close()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+#: a step of :func:`scripted`: reset the connection (what a SIGKILLed replica does)
+ABORT = "abort"
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[tuple[int, list[int]]]:
+    """A TCP server on 127.0.0.1 running ``handler`` per connection; yields (port, peers)."""
+    peers: list[int] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peername")[1])
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], peers
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def scripted(*steps: bytes | float | str) -> Handler:
+    """A handler that reads one request head, then takes ``steps`` in turn: bytes are
+    written (and drained), a number is a pause in seconds, ``ABORT`` resets the
+    connection."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for step in steps:
+            if isinstance(step, bytes):
+                writer.write(step)
+                await writer.drain()
+            elif step == ABORT:
+                writer.transport.abort()
+                return
+            else:
+                await asyncio.sleep(float(step))
+    return handler
 
 
 def closed_port() -> int:

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from leptonic.gateway import Gateway, RouteTable, Upstream
-from tests.unit.gateway.gateway_servers import UpstreamApp, closed_port, serve
+from tests.unit.gateway.gateway_servers import (
+    ABORT,
+    UpstreamApp,
+    closed_port,
+    raw_server,
+    scripted,
+    serve,
+)
 
 Replicas = list[tuple[str, UpstreamApp, Any]]
 
@@ -246,79 +253,52 @@ async def test_replica_going_away_under_load_fails_no_request() -> None:
     assert ejected == ["b"]
 
 
-async def test_replica_resetting_connections_is_retried_elsewhere(upstreams: Replicas) -> None:
-    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.transport.abort()        # what a replica killed mid-request looks like
-
-    server = await asyncio.start_server(reset, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+async def _misbehaving_and_a_good_replica(
+        upstreams: Replicas, name: str, n: int, *steps: bytes | float | str
+) -> tuple[list[httpx.Response], list[str]]:
+    """``n`` requests at once to a deployment of a replica that follows ``steps`` and a
+    good one; the answers, and which replicas the gateway ejected."""
     url, app, _ = upstreams[0]
-    table = RouteTable({"echo": [Upstream("resets", f"http://127.0.0.1:{port}"),
-                                 Upstream(app.name, url)]})
-    try:
+    async with raw_server(scripted(*steps)) as (port, _):
+        table = RouteTable({"echo": [Upstream(name, f"http://127.0.0.1:{port}"),
+                                     Upstream(app.name, url)]})
         async with gateway_client(table) as (client, gateway):
             responses = await asyncio.gather(
-                *(client.post("/run/echo/echo", content=b"{}") for _ in range(16)))
-            assert gateway.ejected() == ["resets"]
-    finally:
-        server.close()
-        await server.wait_closed()
+                *(client.post("/run/echo/echo", content=b"{}") for _ in range(n)))
+            ejected = gateway.ejected()
+            assert gateway.outstanding == {}
+    return responses, ejected
+
+
+async def test_replica_resetting_connections_is_retried_elsewhere(upstreams: Replicas) -> None:
+    # a replica killed mid-request: the connection reset before any byte
+    responses, ejected = await _misbehaving_and_a_good_replica(upstreams, "resets", 16, ABORT)
+    assert ejected == ["resets"]
     assert [r.status_code for r in responses] == [200] * 16
     assert {r.headers["x-leptonic-replica"] for r in responses} == {"a"}
 
 
 async def test_replica_dying_between_headers_and_body_is_retried_elsewhere(
         upstreams: Replicas) -> None:
-    async def headers_then_gone(reader: asyncio.StreamReader,
-                                writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)       # the headers reach the gateway on their own
-        writer.transport.abort()        # a replica SIGKILLed with its node, mid-answer
-
-    server = await asyncio.start_server(headers_then_gone, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    url, app, _ = upstreams[0]
-    table = RouteTable({"echo": [Upstream("dies", f"http://127.0.0.1:{port}"),
-                                 Upstream(app.name, url)]})
-    try:
-        async with gateway_client(table) as (client, gateway):
-            responses = await asyncio.gather(
-                *(client.post("/run/echo/echo", content=b"{}") for _ in range(8)))
-            assert gateway.ejected() == ["dies"]
-            assert gateway.outstanding == {}
-    finally:
-        server.close()
-        await server.wait_closed()
+    # a replica SIGKILLed with its node, mid-answer: the headers reach the gateway alone
+    responses, ejected = await _misbehaving_and_a_good_replica(
+        upstreams, "dies", 8, b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n", 0.05, ABORT)
+    assert ejected == ["dies"]
     assert [r.status_code for r in responses] == [200] * 8
     assert {r.headers["x-leptonic-replica"] for r in responses} == {"a"}
 
 
 async def test_a_stream_cut_by_its_replica_cuts_the_client_connection() -> None:
-    async def stream_then_gone(reader: asyncio.StreamReader,
-                               writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-                     b"6\r\nfirst\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.transport.abort()
-
-    server = await asyncio.start_server(stream_then_gone, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    table = RouteTable({"echo": [Upstream("s", f"http://127.0.0.1:{port}")]})
-    try:
+    stream = scripted(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                      b"6\r\nfirst\n\r\n", 0.05, ABORT)
+    async with raw_server(stream) as (port, _):
+        table = RouteTable({"echo": [Upstream("s", f"http://127.0.0.1:{port}")]})
         async with gateway_client(table) as (client, _), \
                 client.stream("GET", "/run/echo/stream") as resp:
             assert resp.status_code == 200     # sent on: too late to go elsewhere
             with pytest.raises(httpx.RemoteProtocolError):
                 async for _ in resp.aiter_raw():
                     pass
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_all_replicas_failing_is_502() -> None:

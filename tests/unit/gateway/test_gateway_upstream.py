@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -14,30 +13,10 @@ from leptonic.gateway.upstream import (
     UpstreamError,
     UpstreamTimeout,
 )
-from tests.unit.gateway.gateway_servers import closed_port
+from tests.unit.gateway.gateway_servers import ABORT, closed_port, raw_server, scripted
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 GET = b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n"
-
-
-@contextlib.asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[tuple[int, list[int]]]:
-    """A TCP server on 127.0.0.1 running ``handler`` per connection; yields (port, peers)."""
-    peers: list[int] = []
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer.get_extra_info("peername")[1])
-        try:
-            await handler(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1], peers
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -189,13 +168,7 @@ async def test_close_mid_body_fails_the_stream() -> None:
 
 
 async def test_a_small_body_read_whole_fails_as_retryable() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.transport.abort()
-
+    handler = scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", 0.05, ABORT)
     async with raw_server(handler) as (port, _):
         client = UpstreamClient()
         resp = await client.request("127.0.0.1", port, GET)
@@ -210,18 +183,8 @@ async def test_a_small_body_read_whole_fails_as_retryable() -> None:
 
 
 async def test_a_small_body_arriving_late_is_read_whole() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.write(b"ok")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.write(b"done")
-        await writer.drain()
-        await asyncio.sleep(1)
-
+    handler = scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", 0.05, b"ok", 0.05,
+                       b"done", 1.0)
     async with raw_server(handler) as (port, _):
         client = UpstreamClient()
         resp = await client.request("127.0.0.1", port, GET)
@@ -239,12 +202,7 @@ async def test_a_small_body_arriving_late_is_read_whole() -> None:
     (b"X-No-Length: 1", False),
 ])
 async def test_only_a_declared_small_body_may_be_read_whole(head: bytes, small: bool) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.5)
-
+    handler = scripted(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n", 0.5)
     async with raw_server(handler) as (port, _):
         resp = await UpstreamClient().request("127.0.0.1", port, GET)
         assert resp.small is small
