@@ -63,6 +63,12 @@ def schedule(
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help=f"Placement policy: {_POLICIES}, or all (repeat it, or "
                                "give a comma list; default: all).", show_default=False)] = None,
+    times_from: Annotated[str | None, typer.Option(
+        "--times-from", help="For a sample without times (multigpu*): FORMAT:FILE of a "
+                             "timed sample, e.g. alibaba:openb_pod_list_default.csv, whose "
+                             "pods lend their arrival and departure times (by name, else "
+                             "by shape). Without it such a sample is a fill: arrivals 1 s "
+                             "apart that never leave.", show_default=False)] = None,
     standby_after: Annotated[float, typer.Option(
         "--standby-after", help="Seconds a node with nothing placed stays idle before it "
                                 "goes to standby (the same for every policy).",
@@ -88,7 +94,7 @@ def schedule(
     opts = options(ctx, output)
     chosen = policies(policy)
     cluster = sim.node_specs(traces.read_nodes(nodes))
-    work = sim.arrivals(traces.read_pods(pods), limit)
+    work = sim.arrivals(timed_pods(pods, times_from), limit)
     if not cluster:
         raise InvalidInput(f"{nodes}: no nodes")
     results = sim.compare(cluster, work, chosen,
@@ -105,6 +111,28 @@ def schedule(
         console().print(results_table(results))
         if plot is not None:
             typer.echo(f"plot: {plot}", err=True)
+
+
+def timed_pods(pods: str, times_from: str | None) -> list[traces.TracePod]:
+    """The pods of ``pods``, with the times of ``times_from`` lent where they have none;
+    a note on stderr says how a sample without times is read."""
+    out = traces.read_pods(pods)
+    untimed = not all(p.timed for p in out)
+    name = Path(pods.partition(":")[2]).name
+    if times_from is not None:
+        lender = traces.read_pods(times_from)
+        if not untimed:
+            typer.echo(f"note: {name} has times of its own; --times-from is not used",
+                       err=True)
+            return out
+        return traces.borrow_times(out, lender, sample=pods.partition(":")[2],
+                                   source=times_from.partition(":")[2])
+    if untimed:
+        typer.echo(f"note: {name} has no times, so it is replayed as a fill (arrivals 1 s "
+                   "apart in file order that never leave); --times-from "
+                   "alibaba:openb_pod_list_default.csv replays it on the default list's "
+                   "times", err=True)
+    return out
 
 
 _AUTOSCALE_POLICIES = ", ".join(p.value for p in asim.SimPolicy)

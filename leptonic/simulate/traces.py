@@ -17,7 +17,8 @@ Formats here:
   node lists ``sn,cpu_milli,memory_mib,gpu,model`` and pod lists ``name,cpu_milli,
   memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,
   scheduled_time``. Every ``openb_pod_list_*`` sample reads; the ``multigpu*`` samples
-  carry no times, so their pods arrive one second apart in file order and never leave.
+  carry no times: read alone, their pods arrive one second apart in file order and never
+  leave (a cluster fill); :func:`borrow_times` gives them the default list's times.
 * ``azure-llm``: the Azure LLM inference traces 2023 (code, conversation; Patel et al.,
   "Splitwise", ISCA '24): ``TIMESTAMP,ContextTokens,GeneratedTokens``, one request a line.
 * ``alibaba-lora``: ``lora_request_trace.csv`` of the Alibaba GenAI trace v2026:
@@ -81,6 +82,7 @@ class TracePod:
     creation_s: float = 0.0
     deletion_s: float | None = None    # None: still there when the trace ends
     scheduled_s: float | None = None   # None: never scheduled in production
+    timed: bool = True                 # False: the file has no times (multigpu* samples)
 
     @property
     def gpu(self) -> float:
@@ -270,9 +272,9 @@ def read_alibaba_nodes(path: Path) -> list[TraceNode]:
 def read_alibaba_pods(path: Path) -> list[TracePod]:
     """An ``openb_pod_list_*`` file: one pod per line, sorted by creation time.
 
-    A file without ``creation_time`` (the ``multigpu*`` samples) is replayed as arrivals
-    one second apart in file order that never leave: the cluster-filling experiment the
-    trace's authors ran with it.
+    A file without ``creation_time`` (the ``multigpu*`` samples) reads as arrivals one
+    second apart in file order that never leave (a cluster fill, ``timed`` False), unless
+    :func:`borrow_times` gives its pods the default list's times.
     """
     out = []
     for index, row in enumerate(csv_rows(path, ALIBABA_POD_COLUMNS, "an alibaba pod list")):
@@ -292,8 +294,57 @@ def read_alibaba_pods(path: Path) -> list[TracePod]:
             qos=row.text("qos") or "", phase=row.text("pod_phase") or "",
             creation_s=row.number("creation_time") if timed else float(index),
             deletion_s=row.optional("deletion_time") if timed else None,
-            scheduled_s=row.optional("scheduled_time") if timed else None))
+            scheduled_s=row.optional("scheduled_time") if timed else None, timed=timed))
     out.sort(key=lambda p: p.creation_s)     # stable: file order among equal times
+    return out
+
+
+def _shape(pod: TracePod) -> tuple[float, float, int, int]:
+    return (pod.cpu, pod.memory_mib, pod.num_gpu, pod.gpu_milli)
+
+
+def borrow_times(pods: Sequence[TracePod], lender: Sequence[TracePod], *,
+                 sample: str = "the sample", source: str = "the lender") -> list[TracePod]:
+    """``pods`` of a sample without times, given the times of a timed sample (``lender``,
+    the trace's default list), sorted by their new creation time.
+
+    The trace's authors made every other sample from the default list: the ``cpu*`` and
+    ``gpushare*`` samples keep its pods' names and times and change their shapes, and the
+    pods they add carry the times of a default pod; the ``multigpu*`` samples are the
+    default list unchanged (same names and shapes) plus multi-GPU pods of shapes it
+    holds, with the time columns dropped. So a pod named in the lender takes that pod's
+    times, and an added pod those of a lender pod of its shape (CPU, memory, GPUs), taken
+    in turn in name order, so that copies of one shape spread over its pods. Pods that
+    have times keep them.
+    """
+    if any(not p.timed for p in lender):
+        raise TraceError(f"{source}: has no times to lend (no creation_time column); give "
+                         "a timed sample such as openb_pod_list_default")
+    by_name = {p.name: p for p in lender}
+    by_shape: dict[tuple[float, float, int, int], list[TracePod]] = {}
+    for p in sorted(lender, key=lambda p: p.name):
+        by_shape.setdefault(_shape(p), []).append(p)
+    turns: dict[tuple[float, float, int, int], int] = {}
+    out = []
+    for pod in sorted(pods, key=lambda p: p.creation_s):    # file order, when untimed
+        if pod.timed:
+            out.append(pod)
+            continue
+        times = by_name.get(pod.name)
+        if times is None:
+            same = by_shape.get(_shape(pod))
+            if not same:
+                raise TraceError(
+                    f"{sample}: pod {pod.name} ({pod.cpu:g} CPU, {pod.memory_mib:g} MiB, "
+                    f"{pod.gpu:g} GPU) is not in {source} and no pod there has its shape "
+                    "to lend it times")
+            turn = turns.get(_shape(pod), 0)
+            turns[_shape(pod)] = turn + 1
+            times = same[turn % len(same)]
+        out.append(dataclasses.replace(pod, creation_s=times.creation_s,
+                                       deletion_s=times.deletion_s,
+                                       scheduled_s=times.scheduled_s, timed=True))
+    out.sort(key=lambda p: p.creation_s)
     return out
 
 

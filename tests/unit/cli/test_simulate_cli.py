@@ -88,6 +88,58 @@ def test_plot_without_matplotlib_says_what_to_install(
     assert "pip install 'leptonic[sim]'" in one_error_line(res)
 
 
+UNTIMED = """name,cpu_milli,memory_mib,num_gpu,gpu_milli
+pod-0,4000,8192,0,0
+pod-3,8000,16384,2,1000
+pod-9,8000,16384,2,1000
+"""
+
+
+def test_a_sample_without_times_is_a_fill_unless_it_borrows_times(
+        trace: tuple[str, str], tmp_path: Path) -> None:
+    nodes, pods = trace
+    untimed = tmp_path / "multigpu.csv"
+    untimed.write_text(UNTIMED)
+    fill = simulate("--nodes", nodes, "--pods", f"alibaba:{untimed}", "-p", "energy",
+                    "-o", "json")
+    assert fill.exit_code == 0, fill.stderr
+    assert "has no times, so it is replayed as a fill" in fill.stderr
+    assert "--times-from" in fill.stderr
+    # a fill: arrivals 1 s apart, nothing leaves, the replay ends at the last arrival
+    assert json.loads(fill.stdout)["horizon_s"] == 2
+    timed = simulate("--nodes", nodes, "--pods", f"alibaba:{untimed}", "--times-from", pods,
+                     "-p", "energy", "-o", "json")
+    assert timed.exit_code == 0, timed.stderr
+    assert timed.stderr == ""
+    doc = json.loads(timed.stdout)
+    # pod-0 and pod-3 keep the default's times (by name), pod-9 takes pod-3's (its
+    # shape): the last departure is pod-0's at 36,000 s
+    assert (doc["pods"], doc["placed"], doc["unscheduled"], doc["horizon_s"]) == \
+        (3, 3, 0, 36000)
+
+
+def test_times_from_a_timed_sample_changes_nothing(trace: tuple[str, str]) -> None:
+    nodes, pods = trace
+    plain = simulate("--nodes", nodes, "--pods", pods, "-p", "pack", "-o", "json")
+    lent = simulate("--nodes", nodes, "--pods", pods, "--times-from", pods, "-p", "pack",
+                    "-o", "json")
+    assert lent.exit_code == 0
+    assert "has times of its own; --times-from is not used" in lent.stderr
+    drop = {"wall_s", "scheduler_s"}
+    assert {k: v for k, v in json.loads(lent.stdout).items() if k not in drop} == \
+        {k: v for k, v in json.loads(plain.stdout).items() if k not in drop}
+
+
+def test_times_from_a_sample_without_times_is_one_line(trace: tuple[str, str],
+                                                       tmp_path: Path) -> None:
+    nodes, _ = trace
+    untimed = tmp_path / "multigpu.csv"
+    untimed.write_text(UNTIMED)
+    line = one_error_line(simulate("--nodes", nodes, "--pods", f"alibaba:{untimed}",
+                                   "--times-from", f"alibaba:{untimed}"))
+    assert f"{untimed}: has no times to lend" in line
+
+
 def test_missing_column_is_one_line_naming_file_and_column(tmp_path: Path,
                                                           trace: tuple[str, str]) -> None:
     nodes, _ = trace

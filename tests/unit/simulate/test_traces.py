@@ -79,6 +79,73 @@ def test_sample_without_times_arrives_in_file_order_and_stays(tmp_path: Path) ->
         ("p-a", 0.0, None, 2.0), ("p-b", 1.0, None, 0.25)]
 
 
+UNTIMED = """name,cpu_milli,memory_mib,num_gpu,gpu_milli
+openb-pod-0003,88000,327680,8,1000
+openb-pod-0000,12000,16384,1,1000
+openb-pod-9000,88000,327680,8,1000
+openb-pod-9001,88000,327680,8,1000
+"""
+LENDER = HEADER + """openb-pod-0000,12000,16384,1,1000,,LS,Running,0,12537496,0
+openb-pod-0003,88000,327680,8,1000,,Burstable,Pending,100,160,
+openb-pod-0005,88000,327680,8,1000,,LS,Running,50,500,55
+"""
+
+
+def test_a_sample_without_times_borrows_them_by_name_then_by_shape(tmp_path: Path) -> None:
+    pods = traces.read_pods(f"alibaba:{write(tmp_path, 'multigpu.csv', UNTIMED)}")
+    assert not any(p.timed for p in pods)
+    lender = traces.read_pods(f"alibaba:{write(tmp_path, 'default.csv', LENDER)}")
+    out = traces.borrow_times(pods, lender)
+    assert all(p.timed for p in out)
+    # pods named in the lender take their own times; the added 8-GPU pods take the
+    # times of the lender's 8-GPU pods in turn, in name order (0003, then 0005)
+    # (sorted by the new creation time; file order among equal times)
+    assert [(p.name, p.creation_s, p.scheduled_s, p.deletion_s, p.duration_s)
+            for p in out] == [
+        ("openb-pod-0000", 0.0, 0.0, 12537496.0, 12537496.0),
+        ("openb-pod-9001", 50.0, 55.0, 500.0, 445.0),
+        ("openb-pod-0003", 100.0, None, 160.0, 60.0),
+        ("openb-pod-9000", 100.0, None, 160.0, 60.0),
+    ]
+    assert [p.gpu for p in out] == [1.0, 8.0, 8.0, 8.0]     # shapes are the sample's own
+
+
+def test_pods_with_times_keep_them(tmp_path: Path) -> None:
+    timed = traces.read_pods(f"alibaba:{write(tmp_path, 'pods.csv', PODS)}")
+    lender = traces.read_pods(f"alibaba:{write(tmp_path, 'default.csv', LENDER)}")
+    assert traces.borrow_times(timed, lender) == timed
+
+
+def test_borrowing_from_a_sample_without_times_or_without_the_shape(tmp_path: Path) -> None:
+    pods = traces.read_pods(f"alibaba:{write(tmp_path, 'multigpu.csv', UNTIMED)}")
+    with pytest.raises(TraceError) as exc:
+        traces.borrow_times(pods, pods, sample="multigpu.csv", source="multigpu.csv")
+    assert one_line(exc).startswith("multigpu.csv: has no times to lend")
+    lender = traces.read_pods(f"alibaba:{write(tmp_path, 'default.csv', LENDER)}")
+    odd_csv = write(tmp_path, "odd.csv", UNTIMED + "p-x,4000,8192,4,1000\n")
+    odd = traces.read_pods(f"alibaba:{odd_csv}")
+    with pytest.raises(TraceError) as exc:
+        traces.borrow_times(odd, lender, sample="odd.csv", source="default.csv")
+    assert one_line(exc) == ("odd.csv: pod p-x (4 CPU, 8192 MiB, 4 GPU) is not in "
+                             "default.csv and no pod there has its shape to lend it times")
+
+
+def test_the_project_multigpu_sample_is_the_default_list_plus_multi_gpu_pods() -> None:
+    """The reading borrow_times relies on, checked on the samples themselves."""
+    default = traces.read_pods(f"alibaba:{SAMPLES / 'openb_pod_list_default.csv.gz'}")
+    multi = traces.read_pods(f"alibaba:{SAMPLES / 'openb_pod_list_multigpu50.csv.gz'}")
+    shape = {p.name: (p.cpu, p.memory_mib, p.num_gpu, p.gpu_milli) for p in default}
+    added = [p for p in multi if p.name not in shape]
+    assert all(shape[p.name] == (p.cpu, p.memory_mib, p.num_gpu, p.gpu_milli)
+               for p in multi if p.name in shape)
+    assert len(multi) - len(added) == len(default) == 8152
+    assert {p.num_gpu for p in added} == {2, 4, 8}
+    timed = traces.borrow_times(multi, default)
+    assert len(timed) == 9061
+    assert sum(p.duration_s is not None for p in timed) == \
+        sum(p.duration_s is not None for p in default) + len(added)
+
+
 @pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("openb_pod_list_*")))
 def test_every_sample_in_the_project_reads(sample: str) -> None:
     pods = traces.read_pods(f"alibaba:{SAMPLES / sample}")
