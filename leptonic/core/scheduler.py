@@ -28,13 +28,17 @@ gives the same answer):
   onto the GPU a whole-GPU task would need.
 
 The cluster is held as numpy arrays over nodes, so a decision is a handful of vector
-operations whatever the node count; fragmentation after a placement is cached per request
-shape and recomputed only for nodes that changed.
+operations whatever the node count. The energy score (and the fragmentation after a
+placement) is kept per request shape and node version, so a decision rescores only the
+nodes that changed since that shape was last placed: a few in plain Python, many with
+numpy, both with the same operations in the same order, so the same floats and the same
+ties. Fragmentation is also remembered by node state, which recurs: the same few node kinds
+take the same few shapes.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,8 +67,16 @@ WAKE_HORIZON_S = 3600.0
 #: how many typical task shapes the fragmentation measure weighs (the commonest ones)
 WORKLOAD_SHAPES = 16
 #: how hard the energy policy guards the cores and memory a GPU node's GPUs need (x the
-#: GPU watts per stranded GPU); 3 measured best on the trace's fill sample (docs)
+#: GPU watts per stranded GPU); 3 measured best on the trace's fill reading of multigpu50,
+#: and 0 to 10 move energy by under 0.5% on the timed samples (docs)
 RESERVE_WEIGHT = 3.0
+#: node states whose fragmentation is remembered (then forgotten all at once)
+FRAG_MEMO = 100_000
+#: request shapes whose per-node what-ifs are kept (then forgotten all at once)
+SHAPES_KEPT = 256
+#: up to this many nodes changed since a shape was last scored are rescored one by one in
+#: plain Python (cheaper than numpy's per-call cost), more at once with numpy
+ONE_BY_ONE = 8
 _INF = float("inf")
 
 
@@ -132,44 +144,38 @@ class Binding:
     gpu_shares: tuple[tuple[int, float], ...] = ()
 
 
-def _gpu_row_after(row: np.ndarray, gpu: float) -> tuple[np.ndarray, tuple[tuple[int, float], ...]]:
-    """A node's free-per-GPU row after taking ``gpu`` (best-fit GPU for a share, the
-    first whole ones for whole GPUs), and the shares taken."""
-    out = row.copy()
+def _take(row: list[float], gpu: float) -> tuple[tuple[int, float], ...]:
+    """Take ``gpu`` from a node's free-per-GPU ``row``, in place (a few GPUs: plain Python
+    beats numpy's per-call cost): a share from the best-fitting GPU (the least free that
+    fits, the first of equals), whole GPUs from the first whole ones; the shares taken."""
     if gpu <= 0:
-        return out, ()
-    if gpu < 1:
-        fit = np.where(out >= gpu - _EPS, out, _INF)
-        j = int(np.argmin(fit))
-        out[j] = max(out[j] - gpu, 0.0)
-        return out, ((j, gpu),)
-    whole = np.flatnonzero(out >= 1 - _EPS)[: round(gpu)]
-    out[whole] = 0.0
-    return out, tuple((int(j), 1.0) for j in whole)
-
-
-def _list_after(row: list[float], gpu: float) -> list[float]:
-    """:func:`_gpu_row_after` on a plain list (one node: no numpy call overhead)."""
-    if gpu <= 0:
-        return row
+        return ()
     if gpu < 1:
         best = -1
         for j, free in enumerate(row):
             if free >= gpu - _EPS and (best < 0 or free < row[best]):
                 best = j
-        if best >= 0:
-            row[best] = max(row[best] - gpu, 0.0)
-        return row
-    left = round(gpu)
+        if best < 0:
+            return ()
+        row[best] = max(row[best] - gpu, 0.0)
+        return ((best, gpu),)
+    left, taken = round(gpu), []
     for j, free in enumerate(row):
         if left and free >= 1 - _EPS:
             row[j] = 0.0
+            taken.append((j, 1.0))
             left -= 1
+    return tuple(taken)
+
+
+def _list_after(row: list[float], gpu: float) -> list[float]:
+    """``row`` after :func:`_take` (a what-if on a copy the caller made)."""
+    _take(row, gpu)
     return row
 
 
 def _rows_after(rows: np.ndarray, gpu: float) -> np.ndarray:
-    """:func:`_gpu_row_after` for many nodes' rows at once."""
+    """:func:`_take` for many nodes' rows at once (the rows after, not the shares)."""
     out = rows.copy()
     if gpu <= 0:
         return out
@@ -241,8 +247,7 @@ class Cluster:
         self._kind = [kinds.setdefault(_kind_key(spec, powers[i]), len(kinds))
                       for i, spec in enumerate(specs)]
         self.skip = np.zeros(n, dtype=bool)
-        self._members: dict[tuple[int, bool], set[int]] = {}
-        self._rep: dict[tuple[int, bool], int] = {}
+        self._members: dict[tuple[int, bool], list[int]] = {}
         self._class: list[tuple[int, bool] | None] = [None] * n
         for i in range(n):
             self._reclass(i)
@@ -258,15 +263,27 @@ class Cluster:
         top = counts.most_common(WORKLOAD_SHAPES)
         total = sum(c for _, c in top)
         self._mix = [(c, m, g, k / total) for (c, m, g), k in top]
+        self._mix_tests = [(c - _EPS, m - _EPS, g - _EPS, g < 1, w) for c, m, g, w in self._mix]
+        cpu, mem, gpu, share, weight = (np.array(col) for col in zip(*self._mix_tests,
+                                                                      strict=True))
+        self._mix_cpu, self._mix_mem, self._mix_gpu, self._mix_weight = cpu, mem, gpu, weight
+        self._mix_whole = ~share
+        self._mix_below = np.where(share, gpu, 1 - _EPS)    # the mark of a usable GPU
         # what a GPU of the typical workload comes with: cores and MiB per whole GPU
         cpu_per_gpu = sum(w * c / g for c, m, g, w in self._mix)
         mem_per_gpu = sum(w * m / g for c, m, g, w in self._mix)
         # GPUs one core (one MiB) lets work; a workload that needs none is never short
         self._gpus_per_core = 1.0 / cpu_per_gpu if cpu_per_gpu > 0 else None
         self._gpus_per_mb = 1.0 / mem_per_gpu if mem_per_gpu > 0 else None
-        self.stranded = np.array([self._stranded_one(i) for i in range(len(self.specs))])
 
         self._frag_cache: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
+        # the energy score of each node for a shape, but the waking term (which a node's
+        # version does not cover): rescored only where the node changed since
+        self._score_cache: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
+        # fragmentation by node state (free CPU, memory, GPUs), and after a shape by the
+        # state before (keys of different lengths): the same few node kinds take the same
+        # few shapes, so states recur (about half of the what-ifs on the trace)
+        self._frag_memo: dict[tuple[float, ...], float] = {}
         self.frag = self._fragmentation(self.free_cpu, self.free_mem, self.gpu_free)
         self._dirty: set[int] = set()          # nodes whose ``frag`` is out of date
 
@@ -279,7 +296,14 @@ class Cluster:
 
     def _frag_one(self, free_cpu: float, free_mem: float, row: list[float]) -> float:
         """:meth:`_fragmentation` of one node, in plain Python (a few GPUs: cheaper than
-        numpy's per-call cost)."""
+        numpy's per-call cost), remembered by the node's state."""
+        key = (free_cpu, free_mem, *row)
+        known = self._frag_memo.get(key)
+        if known is None:
+            known = _remember(self._frag_memo, key, self._frag_of(free_cpu, free_mem, row))
+        return known
+
+    def _frag_of(self, free_cpu: float, free_mem: float, row: list[float]) -> float:
         have = sorted(g for g in row if g > 0)
         if not have:
             return 0.0
@@ -289,60 +313,83 @@ class Cluster:
         partial = sums[len(have) - full]
         best = have[-1]
         out = 0.0
-        for c, m, g, weight in self._mix:
-            if free_cpu < c - _EPS or free_mem < m - _EPS:
+        for c, m, g, share, weight in self._mix_tests:   # the mix, less _EPS
+            if free_cpu < c or free_mem < m:
                 out += weight * total
-            elif g < 1:
-                out += weight * (sums[bisect_left(have, g - _EPS)] if best >= g - _EPS
-                                 else total)
+            elif share:
+                out += weight * (sums[bisect_left(have, g)] if best >= g else total)
             else:
-                out += weight * (partial if full >= g - _EPS else total)
+                out += weight * (partial if full >= g else total)
         return out
 
     def _fragmentation(self, free_cpu: np.ndarray, free_mem: np.ndarray, gpu: np.ndarray
                        ) -> np.ndarray:
         """FGD's expected fragmentation of each node (rows of ``gpu``, in GPUs): for each
-        typical task, the free GPU capacity that task could not use there."""
-        have = np.where(gpu > 0, gpu, 0.0)
-        total = have.sum(axis=1)
-        partial = np.where(gpu < 1 - _EPS, have, 0.0).sum(axis=1)
-        full = (gpu >= 1 - _EPS).sum(axis=1)
-        out = np.zeros(len(gpu))
-        for c, m, g, weight in self._mix:
-            fits = (free_cpu >= c - _EPS) & (free_mem >= m - _EPS)
-            if g < 1:
-                fits &= (gpu >= g - _EPS).any(axis=1)
-                lost = np.where(gpu < g - _EPS, have, 0.0).sum(axis=1)
-            else:
-                fits &= full >= g - _EPS
-                lost = partial
-            out += weight * np.where(fits, lost, total)
+        typical task, the free GPU capacity that task could not use there.
+
+        :meth:`_frag_of` for many nodes at once, with the same sums in the same order (so
+        the same floats: a tie between alike nodes goes by name whichever way each was
+        scored), in a fixed number of array operations whatever the mix.
+        """
+        srt = np.sort(np.where(gpu > 0, gpu, 0.0), axis=1)   # no GPU, a full GPU: 0
+        n, width = srt.shape
+        sums = np.zeros((n, width + 1))
+        np.cumsum(srt, axis=1, out=sums[:, 1:])
+        total = sums[:, -1:]
+        # a test task cannot use the GPUs with less free than it needs (a share), or the
+        # GPUs not wholly free (whole GPUs): the sum of the GPUs below its mark
+        below = (srt[:, :, None] < self._mix_below).sum(axis=1)
+        lost = np.take_along_axis(sums, below, axis=1)
+        full = width - (srt < 1 - _EPS).sum(axis=1, keepdims=True)
+        short = ((free_cpu[:, None] < self._mix_cpu) | (free_mem[:, None] < self._mix_mem)
+                 | (self._mix_whole & (full < self._mix_gpu)))
+        lost = np.where(short, total, lost)
+        out: np.ndarray = np.cumsum(lost * self._mix_weight, axis=1)[:, -1]
         return out
 
     def _frag_after(self, request: Request, idx: np.ndarray) -> np.ndarray:
         """Fragmentation of the nodes ``idx`` if ``request`` were bound there (cached per
         request shape; only nodes changed since are recomputed)."""
-        key = request.shape()
-        cached = self._frag_cache.get(key)
-        if cached is None:
-            n = len(self.specs)
-            cached = (np.zeros(n), np.full(n, -1, dtype=np.int64))
-            self._frag_cache[key] = cached
-        values, versions = cached
+        values, versions = self._per_shape(self._frag_cache, request)
         stale = idx[versions[idx] != self.version[idx]]
-        if len(stale) > 16:
+        if len(stale) > ONE_BY_ONE:
             rows = _rows_after(self.gpu_free[stale], request.gpu)
             values[stale] = self._fragmentation(self.free_cpu[stale] - request.cpu,
                                                 self.free_mem[stale] - request.memory_mb, rows)
+            versions[stale] = self.version[stale]
         else:
-            gpu = request.gpu
             for i in stale.tolist():
-                values[i] = self._frag_one(float(self.free_cpu[i]) - request.cpu,
-                                           float(self.free_mem[i]) - request.memory_mb,
-                                           _list_after(self.gpu_free[i].tolist(), gpu))
-        versions[stale] = self.version[stale]
+                self._frag_after_one(request, i, values, versions)
         out: np.ndarray = values[idx]
         return out
+
+    def _frag_after_one(self, request: Request, i: int, values: np.ndarray,
+                        versions: np.ndarray) -> float:
+        """One node's :meth:`_frag_after`, remembered by the node's state and the shape."""
+        free_cpu, free_mem = float(self.free_cpu[i]), float(self.free_mem[i])
+        row = self.gpu_free[i].tolist()
+        key = (*request.shape(), free_cpu, free_mem, *row)
+        out = self._frag_memo.get(key)
+        if out is None:
+            out = _remember(self._frag_memo, key, self._frag_one(
+                free_cpu - request.cpu, free_mem - request.memory_mb,
+                _list_after(row, request.gpu)))
+        values[i] = out
+        versions[i] = self.version[i]
+        return out
+
+    def _per_shape(self, cache: dict[tuple[float, float, float],
+                                     tuple[np.ndarray, np.ndarray]],
+                   request: Request) -> tuple[np.ndarray, np.ndarray]:
+        """The (values, versions) arrays ``cache`` keeps for the request's shape."""
+        key = request.shape()
+        cached = cache.get(key)
+        if cached is None:
+            if len(cache) >= SHAPES_KEPT:
+                cache.clear()
+            n = len(self.specs)
+            cached = cache[key] = (np.zeros(n), np.full(n, -1, dtype=np.int64))
+        return cached
 
     # -- node state ------------------------------------------------------------------------
     def _reclass(self, i: int) -> None:
@@ -355,25 +402,19 @@ class Cluster:
             return
         self._class[i] = new
         self.skip[i] = False
-        if old is not None:
+        if old is not None:                 # members: sorted, the first is scored
             members = self._members[old]
-            members.discard(i)
-            if self._rep.get(old) == i:
-                if members:
-                    first = min(members)
-                    self._rep[old] = first
-                    self.skip[first] = False
-                else:
-                    del self._rep[old]
+            at = bisect_left(members, i)
+            del members[at]
+            if at == 0 and members:
+                self.skip[members[0]] = False
         if new is not None:
-            self._members.setdefault(new, set()).add(i)
-            rep = self._rep.get(new)
-            if rep is None or i < rep:
-                if rep is not None:
-                    self.skip[rep] = True
-                self._rep[new] = i
-            else:
+            members = self._members.setdefault(new, [])
+            insort(members, i)
+            if members[0] != i:
                 self.skip[i] = True
+            elif len(members) > 1:
+                self.skip[members[1]] = True
 
     def hold(self, i: int, ready: bool) -> None:
         """Take node ``i`` out of (or back into) placement for a moment, keeping its
@@ -412,8 +453,10 @@ class Cluster:
 
     # -- deciding --------------------------------------------------------------------------
     def _static_mask(self, request: Request) -> np.ndarray:
-        key = (request.tier, tuple(sorted(request.node_selector.items())),
-               tuple(sorted(m.upper() for m in request.gpu_models)))
+        key = (request.tier,
+               tuple(sorted(request.node_selector.items())) if request.node_selector else (),
+               tuple(sorted(m.upper() for m in request.gpu_models)) if request.gpu_models
+               else ())
         mask = self._mask_cache.get(key)
         if mask is None:
             mask = np.ones(len(self.specs), dtype=bool)
@@ -502,55 +545,102 @@ class Cluster:
 
     def _energy(self, request: Request, cand: np.ndarray) -> np.ndarray:
         """The energy score of each node in ``cand``: marginal watts, waking, and the GPU
-        capacity the placement would strand, priced at what a GPU draws."""
-        free_cpu = self.free_cpu[cand]
-        cpu_after = (self.cap_cpu[cand] - free_cpu + request.cpu) * self.inv_cpu[cand]
-        watts = _interp(self.cpu_table[cand], cpu_after) - self.cpu_w[cand]
-        if request.gpu > 0:
-            watts += self.gpu_slope[cand] * request.gpu      # linear per GPU: W per GPU
+        capacity the placement would strand, priced at what a GPU draws. All but the
+        waking term is kept per request shape and node version, so only nodes changed
+        since the shape was last scored are scored again."""
+        values, versions = self._per_shape(self._score_cache, request)
+        stale = cand[versions[cand] != self.version[cand]]
+        if len(stale) > ONE_BY_ONE:
+            values[stale] = self._energy_of(request, stale)
+            versions[stale] = self.version[stale]
+        elif len(stale):
+            frag = self._per_shape(self._frag_cache, request)
+            for i in stale.tolist():
+                values[i] = self._energy_one(request, i, frag)
+                versions[i] = self.version[i]
+        out: np.ndarray = values[cand]
         asleep = self.standby[cand]
         if asleep.any():
-            watts += np.where(asleep, self.wake_w[cand], 0.0)
-        gpus = self.has_gpu[cand]
+            out = out + np.where(asleep, self.wake_w[cand], 0.0)
+        return out
+
+    def _energy_of(self, request: Request, idx: np.ndarray) -> np.ndarray:
+        """:meth:`_energy` but the waking term, for many nodes at once."""
+        cpu_after = (self.cap_cpu[idx] - self.free_cpu[idx] + request.cpu) * self.inv_cpu[idx]
+        watts = _interp(self.cpu_table, cpu_after, self._row_base[idx]) - self.cpu_w[idx]
+        if request.gpu > 0:
+            watts += self.gpu_slope[idx] * request.gpu      # linear per GPU: W per GPU
+        gpus = self.has_gpu[idx]
         if gpus.any():
             at = np.flatnonzero(gpus)
-            idx = cand[at]
-            grow = self._frag_after(request, idx) - self._fresh_frag()[idx]
-            grow = np.maximum(grow, 0.0) + RESERVE_WEIGHT * self._reserve_taken(request, idx)
-            watts[at] += grow * self.gpu_max_w[idx]
+            g = idx[at]
+            grow = self._frag_after(request, g) - self._fresh_frag()[g]
+            grow = np.maximum(grow, 0.0) + RESERVE_WEIGHT * self._reserve_taken(request, g)
+            watts[at] += grow * self.gpu_max_w[g]
         out: np.ndarray = watts
         return out
+
+    def _energy_one(self, request: Request, i: int,
+                    frag: tuple[np.ndarray, np.ndarray]) -> float:
+        """:meth:`_energy_of` for one node in plain Python, the same operations in the
+        same order (so the same float, whichever way a node is scored)."""
+        free_cpu, free_mem = float(self.free_cpu[i]), float(self.free_mem[i])
+        cpu_after = (float(self.cap_cpu[i]) - free_cpu + request.cpu) * float(self.inv_cpu[i])
+        watts = self.powers[i].cpu.watts(cpu_after) - float(self.cpu_w[i])
+        if request.gpu > 0:
+            watts += float(self.gpu_slope[i]) * request.gpu
+        if self.has_gpu[i]:
+            values, versions = frag     # the shape's fragmentation what-ifs
+            after = float(values[i]) if versions[i] == self.version[i] else \
+                self._frag_after_one(request, i, values, versions)
+            if i in self._dirty:
+                self._fresh_frag()
+            grow = max(after - float(self.frag[i]), 0.0)
+            gpu = float(self.ngpu[i] - self.gpu_used[i])
+            grow += RESERVE_WEIGHT * self._reserve_taken_one(request, gpu, free_cpu, free_mem)
+            watts += grow * float(self.gpu_max_w[i])
+        return watts
 
     def _reserve_taken(self, request: Request, idx: np.ndarray) -> np.ndarray:
         """GPUs each node of ``idx`` would be left without the cores or memory to use (at
         what the typical GPU task needs per GPU) if ``request`` went there, less those
         already so: CPU-only work eats into what a GPU node's GPUs need, a little at a
         time, before the fragmentation measure sees a task no longer fit."""
-        gpu = self.ngpu[idx] - self.gpu_used[idx] - request.gpu
-        short = np.zeros(len(idx))
-        if self._gpus_per_core is not None:
-            short = np.maximum(short, gpu - (self.free_cpu[idx] - request.cpu)
-                               * self._gpus_per_core)
-        if self._gpus_per_mb is not None:
-            short = np.maximum(short, gpu - (self.free_mem[idx] - request.memory_mb)
-                               * self._gpus_per_mb)
-        out: np.ndarray = np.maximum(short - self.stranded[idx], 0.0)
+        gpu = self.ngpu[idx] - self.gpu_used[idx]
+        cpu, mem = self.free_cpu[idx], self.free_mem[idx]
+        taken = self._short(gpu - request.gpu, cpu - request.cpu, mem - request.memory_mb)
+        out: np.ndarray = np.maximum(taken - self._short(gpu, cpu, mem), 0.0)
         return out
 
-    def _stranded_one(self, i: int) -> float:
-        gpu = float(self.ngpu[i] - self.gpu_used[i])
-        out = 0.0
+    def _short(self, gpu: np.ndarray, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        """Free GPUs the free cores or memory cannot feed (at the typical task's needs)."""
+        out = np.zeros(len(gpu))
         if self._gpus_per_core is not None:
-            out = max(out, gpu - float(self.free_cpu[i]) * self._gpus_per_core)
+            out = np.maximum(out, gpu - cpu * self._gpus_per_core)
         if self._gpus_per_mb is not None:
-            out = max(out, gpu - float(self.free_mem[i]) * self._gpus_per_mb)
+            out = np.maximum(out, gpu - mem * self._gpus_per_mb)
         return out
+
+    def _reserve_taken_one(self, request: Request, gpu: float, cpu: float, mem: float
+                           ) -> float:
+        """:meth:`_reserve_taken` of one node with ``gpu``, ``cpu`` and ``mem`` free (the
+        same operations as :meth:`_short` twice, in plain Python)."""
+        after, now = 0.0, 0.0
+        per_core, per_mb = self._gpus_per_core, self._gpus_per_mb
+        if per_core is not None:
+            after = max(after, (gpu - request.gpu) - (cpu - request.cpu) * per_core)
+            now = max(now, gpu - cpu * per_core)
+        if per_mb is not None:
+            after = max(after, (gpu - request.gpu) - (mem - request.memory_mb) * per_mb)
+            now = max(now, gpu - mem * per_mb)
+        return max(after - now, 0.0)
 
     # -- binding ---------------------------------------------------------------------------
     def bind(self, node: str, request: Request) -> Binding:
         """Account ``request`` on ``node`` (which must fit it, or the call is refused)."""
         i = self.index[node]
-        row, shares = _gpu_row_after(self.gpu_free[i], request.gpu)
+        row = self.gpu_free[i].tolist()
+        shares = _take(row, request.gpu)
         if (request.gpu > 0 and not shares) or (request.gpu >= 1 and len(shares) < request.gpu):
             raise ValueError(f"node {node} has no GPU room for {request.gpu:g} GPU")
         known = self._frag_cache.get(request.shape())   # what decide computed for this
@@ -560,7 +650,10 @@ class Cluster:
         self.free_cpu[i] -= request.cpu
         self.free_mem[i] -= request.memory_mb
         self._owners[i][request.owner] += 1
-        self._owner_counts.setdefault(request.owner, np.zeros(len(self.specs)))[i] += 1
+        counts = self._owner_counts.get(request.owner)
+        if counts is None:
+            counts = self._owner_counts[request.owner] = np.zeros(len(self.specs))
+        counts[i] += 1
         self.bound[i] += 1
         self.standby[i] = False
         self._changed(i)
@@ -599,17 +692,22 @@ class Cluster:
         return placed, self.bind(placed.node, request)
 
     def _changed(self, i: int) -> None:
-        row = self.gpu_free[i]
-        if self.has_gpu[i]:
-            self.full_free[i] = float((row >= 1 - _EPS).sum())
-            self.max_share[i] = float(row.max())
-            self.gpu_used[i] = self.ngpu[i] - float(row[row > 0].sum())
+        if self.has_gpu[i]:         # a few GPUs: plain Python beats numpy's per-call cost
+            full, free, best = 0, 0.0, 0.0
+            for g in self.gpu_free[i, : int(self.ngpu[i])].tolist():
+                if g >= 1 - _EPS:
+                    full += 1
+                if g > 0:
+                    free += g
+                if g > best:
+                    best = g
+            self.full_free[i], self.max_share[i] = full, best
+            self.gpu_used[i] = self.ngpu[i] - free
         cpu = (self.cap_cpu[i] - self.free_cpu[i]) * self.inv_cpu[i]
         self.cpu_w[i] = self.powers[i].cpu.watts(float(cpu))
         self.version[i] += 1
         self._dirty.add(i)
         self._reclass(i)
-        self.stranded[i] = self._stranded_one(i)
 
     # -- measures --------------------------------------------------------------------------
     def utilisation(self, node: str) -> tuple[float, list[float]]:
@@ -750,6 +848,15 @@ def _kind_key(spec: NodeSpec, power: NodePower) -> tuple[object, ...]:
     return (spec.cpu, spec.memory_mb, spec.gpus, (spec.gpu_model or "").upper(), spec.tier,
             tuple(sorted(spec.labels.items())), power.cpu.points,
             power.gpu.points if power.gpu else None, power.standby_w, power.wake_s)
+
+
+def _remember(memo: dict[tuple[float, ...], float], key: tuple[float, ...], value: float
+              ) -> float:
+    """``memo[key] = value``, forgetting everything first once the memo is full."""
+    if len(memo) >= FRAG_MEMO:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def _inverse(cap: np.ndarray) -> np.ndarray:

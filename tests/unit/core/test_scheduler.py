@@ -302,3 +302,66 @@ def test_scoring_one_of_each_kind_of_empty_node_decides_exactly_as_scoring_all(
         assert got.node == want.node, step
         if got.node is not None:
             live.append((fast.bind(got.node, r), full.bind(want.node, r)))
+
+
+@pytest.mark.parametrize(("kept", "afresh"), [(1000, 0), (0, 1000)])
+def test_energy_scores_kept_per_shape_decide_exactly_as_scoring_afresh(
+        monkeypatch: pytest.MonkeyPatch, kept: int, afresh: int) -> None:
+    """The energy score is kept per request shape and node version, and a stale node is
+    scored in plain Python or, many at once, with numpy: a cluster that keeps its scores
+    decides as one that forgets them before every decision and scores the other way."""
+    import random
+
+    from leptonic.core import scheduler
+
+    specs = [NodeSpec(f"n{i:02}", 8 + 8 * (i % 2), 16384, gpus=(2 if i % 3 else 4 * (i % 2)),
+                      gpu_model="T4" if i % 3 else "A100") for i in range(30)]
+    shapes = [work(cpu=1, mem=1024), work(cpu=2, gpu=0.5), work(cpu=4, gpu=1),
+              work(cpu=0.5, mem=512, gpu=0.25), work(cpu=6, gpu=2), work(cpu=3, gpu=0.3)]
+    keeps, forgets = (cluster(*specs, workload=tuple(shapes)) for _ in range(2))
+    rnd = random.Random(11)
+    live: list[tuple[Binding, Binding]] = []
+    for step in range(600):
+        if step % 41 == 0:
+            name = f"n{rnd.randrange(30):02}"
+            keeps.set_standby(name, keeps.is_empty(name))
+            forgets.set_standby(name, forgets.is_empty(name))
+        if live and rnd.random() < 0.45:
+            a, b = live.pop(rnd.randrange(len(live)))
+            keeps.release(a)
+            forgets.release(b)
+        r = rnd.choice(shapes)
+        monkeypatch.setattr(scheduler, "ONE_BY_ONE", kept)
+        got = keeps.decide(r, Policy.ENERGY)
+        forgets._score_cache.clear()
+        forgets._frag_cache.clear()
+        forgets._frag_memo.clear()
+        monkeypatch.setattr(scheduler, "ONE_BY_ONE", afresh)
+        want = forgets.decide(r, Policy.ENERGY)
+        assert (got.node, got.waking, got.score) == (want.node, want.waking, want.score), step
+        if got.node is not None:
+            live.append((keeps.bind(got.node, r), forgets.bind(want.node, r)))
+    assert keeps._score_cache       # it did keep them
+
+
+def test_fragmentation_of_many_nodes_is_bit_for_bit_that_of_each_node() -> None:
+    """The numpy and the plain Python measure sum alike, so alike nodes tie exactly."""
+    import random
+
+    rnd = random.Random(5)
+    specs = [NodeSpec(f"n{i:02}", 16, 65536, gpus=rnd.choice([1, 2, 4, 8]), gpu_model="A100")
+             for i in range(40)]
+    shapes = [work(cpu=c, mem=m, gpu=g) for c, m, g in
+              [(1, 1024, 0.13), (2, 4096, 0.5), (4, 8192, 1), (3, 2048, 0.81), (8, 9000, 2),
+               (12, 30000, 4), (1, 512, 0.27), (2, 100, 0.3)]]
+    c = cluster(*specs, workload=tuple(shapes * 3))
+    for _ in range(300):
+        r = rnd.choice(shapes)
+        name = specs[rnd.randrange(len(specs))].name
+        if c.refusal(c.index[name], r) is None:
+            c.bind(name, r)
+    rows = c.gpu_free
+    assert c._fragmentation(c.free_cpu, c.free_mem, rows).tolist() == [
+        c._frag_of(float(c.free_cpu[i]), float(c.free_mem[i]), rows[i].tolist())
+        for i in range(len(specs))]
+    assert float(c._fragmentation(c.free_cpu, c.free_mem, rows).sum()) > 0
