@@ -29,11 +29,13 @@ gives the same answer):
 
 The cluster is held as numpy arrays over nodes, so a decision is a handful of vector
 operations whatever the node count. The energy score (and the fragmentation after a
-placement) is kept per request shape and node version, so a decision rescores only the
+placement) is kept per request shape and node version, so a decision scores again only the
 nodes that changed since that shape was last placed: a few in plain Python, many with
 numpy, both with the same operations in the same order, so the same floats and the same
-ties. Fragmentation is also remembered by node state, which recurs: the same few node kinds
-take the same few shapes.
+ties. A changed GPU node first gets only its marginal watts, a lower bound of its score;
+the stranding penalty is added only while the node's bound is the least (lazy evaluation,
+exact: the penalty is never negative). Fragmentation is also remembered by node state,
+which recurs: the same few node kinds take the same few shapes.
 """
 
 from __future__ import annotations
@@ -276,10 +278,11 @@ class Cluster:
         self._gpus_per_core = 1.0 / cpu_per_gpu if cpu_per_gpu > 0 else None
         self._gpus_per_mb = 1.0 / mem_per_gpu if mem_per_gpu > 0 else None
 
-        self._frag_cache: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._frag_cache: dict[tuple[float, float, float], tuple[np.ndarray, ...]] = {}
         # the energy score of each node for a shape, but the waking term (which a node's
-        # version does not cover): rescored only where the node changed since
-        self._score_cache: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
+        # version does not cover), or a lower bound of it where the penalty was not yet
+        # needed: computed again only where the node changed since
+        self._score_cache: dict[tuple[float, float, float], tuple[np.ndarray, ...]] = {}
         # fragmentation by node state (free CPU, memory, GPUs), and after a shape by the
         # state before (keys of different lengths): the same few node kinds take the same
         # few shapes, so states recur (about half of the what-ifs on the trace)
@@ -378,17 +381,20 @@ class Cluster:
         versions[i] = self.version[i]
         return out
 
-    def _per_shape(self, cache: dict[tuple[float, float, float],
-                                     tuple[np.ndarray, np.ndarray]],
-                   request: Request) -> tuple[np.ndarray, np.ndarray]:
-        """The (values, versions) arrays ``cache`` keeps for the request's shape."""
+    def _per_shape(self, cache: dict[tuple[float, float, float], tuple[np.ndarray, ...]],
+                   request: Request) -> tuple[np.ndarray, ...]:
+        """The arrays ``cache`` keeps for the request's shape: values, the node version
+        each is of, and (the score cache) whether each is exact or a lower bound."""
         key = request.shape()
         cached = cache.get(key)
         if cached is None:
             if len(cache) >= SHAPES_KEPT:
                 cache.clear()
             n = len(self.specs)
-            cached = cache[key] = (np.zeros(n), np.full(n, -1, dtype=np.int64))
+            cached = (np.zeros(n), np.full(n, -1, dtype=np.int64))
+            if cache is self._score_cache:
+                cached += (np.zeros(n, dtype=bool),)
+            cache[key] = cached
         return cached
 
     # -- node state ------------------------------------------------------------------------
@@ -500,11 +506,8 @@ class Cluster:
             mask &= ~self.skip
         if policy is Policy.ENERGY:     # few candidates once alike empty nodes are one
             cand = np.flatnonzero(mask)
-            got = self._energy(request, cand)
-            k = int(np.argmin(got))                  # cand ascends: the lowest name wins
-            i = int(cand[k])
-            return Placement(self.specs[i].name, waking=bool(self.standby[i]),
-                             score=float(got[k]))
+            i, score = self._energy_best(request, cand)
+            return Placement(self.specs[i].name, waking=bool(self.standby[i]), score=score)
         scores = np.where(mask, self.scores(request, policy, mask, spread), _INF)
         i = int(np.argmin(scores))                   # the first minimum: the lowest name
         return Placement(self.specs[i].name, waking=bool(self.standby[i]),
@@ -545,61 +548,106 @@ class Cluster:
 
     def _energy(self, request: Request, cand: np.ndarray) -> np.ndarray:
         """The energy score of each node in ``cand``: marginal watts, waking, and the GPU
-        capacity the placement would strand, priced at what a GPU draws. All but the
-        waking term is kept per request shape and node version, so only nodes changed
-        since the shape was last scored are scored again."""
-        values, versions = self._per_shape(self._score_cache, request)
+        capacity the placement would strand (the penalty), priced at what a GPU draws."""
+        values, exact = self._bounds(request, cand)
+        todo = cand[~exact[cand]]
+        if len(todo) > ONE_BY_ONE:
+            values[todo] = values[todo] + self._penalty_of(request, todo)
+            exact[todo] = True
+        elif len(todo):
+            frag = self._per_shape(self._frag_cache, request)
+            for i in todo.tolist():
+                values[i] = float(values[i]) + self._penalty_one(request, i, frag)
+                exact[i] = True
+        return self._waking(cand, values[cand])
+
+    def _energy_best(self, request: Request, cand: np.ndarray) -> tuple[int, float]:
+        """The node of ``cand`` with the least energy score, and its score, as
+        :meth:`_energy` would find them, computing the penalty (never negative: the
+        watts are a lower bound) only of nodes whose bound comes first: the least value
+        is taken while it is a bound, its penalty added, until the least is a score. The
+        first of equal values wins (``cand`` ascends: the lowest name), as a bound that
+        ties a score can only tie it once its penalty is added."""
+        values, exact = self._bounds(request, cand)
+        least = self._waking(cand, values[cand])
+        frag = None
+        while True:
+            k = int(np.argmin(least))
+            i = int(cand[k])
+            if exact[i]:
+                return i, float(least[k])
+            if frag is None:
+                frag = self._per_shape(self._frag_cache, request)
+            score = values[i] = float(values[i]) + self._penalty_one(request, i, frag)
+            exact[i] = True
+            least[k] = score + float(self.wake_w[i]) if self.standby[i] else score
+
+    def _waking(self, cand: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``values`` plus, for nodes in standby, the watts of waking them."""
+        asleep = self.standby[cand]
+        out: np.ndarray = values + np.where(asleep, self.wake_w[cand], 0.0) \
+            if asleep.any() else values
+        return out
+
+    def _bounds(self, request: Request, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shape's kept values (and whether each is the score, not a bound) with every
+        node of ``cand`` changed since given its marginal watts again: the score of a
+        node without GPUs, the lower bound of a GPU node's (its penalty to add)."""
+        values, versions, exact = self._per_shape(self._score_cache, request)
         stale = cand[versions[cand] != self.version[cand]]
         if len(stale) > ONE_BY_ONE:
-            values[stale] = self._energy_of(request, stale)
+            values[stale] = self._watts(request, stale)
+            exact[stale] = ~self.has_gpu[stale]
             versions[stale] = self.version[stale]
-        elif len(stale):
-            frag = self._per_shape(self._frag_cache, request)
+        else:
             for i in stale.tolist():
-                values[i] = self._energy_one(request, i, frag)
+                values[i] = self._watts_one(request, i)
+                exact[i] = not self.has_gpu[i]
                 versions[i] = self.version[i]
-        out: np.ndarray = values[cand]
-        asleep = self.standby[cand]
-        if asleep.any():
-            out = out + np.where(asleep, self.wake_w[cand], 0.0)
-        return out
+        return values, exact
 
-    def _energy_of(self, request: Request, idx: np.ndarray) -> np.ndarray:
-        """:meth:`_energy` but the waking term, for many nodes at once."""
+    def _watts(self, request: Request, idx: np.ndarray) -> np.ndarray:
+        """The marginal watts of ``request`` on each node of ``idx``: its CPU share on the
+        node's CPU curve, and its GPUs (linear per GPU: W per GPU)."""
         cpu_after = (self.cap_cpu[idx] - self.free_cpu[idx] + request.cpu) * self.inv_cpu[idx]
-        watts = _interp(self.cpu_table, cpu_after, self._row_base[idx]) - self.cpu_w[idx]
+        out: np.ndarray = _interp(self.cpu_table, cpu_after, self._row_base[idx]) - \
+            self.cpu_w[idx]
         if request.gpu > 0:
-            watts += self.gpu_slope[idx] * request.gpu      # linear per GPU: W per GPU
-        gpus = self.has_gpu[idx]
-        if gpus.any():
-            at = np.flatnonzero(gpus)
-            g = idx[at]
-            grow = self._frag_after(request, g) - self._fresh_frag()[g]
-            grow = np.maximum(grow, 0.0) + RESERVE_WEIGHT * self._reserve_taken(request, g)
-            watts[at] += grow * self.gpu_max_w[g]
-        out: np.ndarray = watts
+            out += self.gpu_slope[idx] * request.gpu
         return out
 
-    def _energy_one(self, request: Request, i: int,
-                    frag: tuple[np.ndarray, np.ndarray]) -> float:
-        """:meth:`_energy_of` for one node in plain Python, the same operations in the
-        same order (so the same float, whichever way a node is scored)."""
-        free_cpu, free_mem = float(self.free_cpu[i]), float(self.free_mem[i])
-        cpu_after = (float(self.cap_cpu[i]) - free_cpu + request.cpu) * float(self.inv_cpu[i])
-        watts = self.powers[i].cpu.watts(cpu_after) - float(self.cpu_w[i])
+    def _watts_one(self, request: Request, i: int) -> float:
+        """:meth:`_watts` of one node in plain Python, the same operations in the same
+        order (so the same float, whichever way a node is scored)."""
+        cpu_after = (float(self.cap_cpu[i]) - float(self.free_cpu[i]) + request.cpu) * \
+            float(self.inv_cpu[i])
+        out = self.powers[i].cpu.watts(cpu_after) - float(self.cpu_w[i])
         if request.gpu > 0:
-            watts += float(self.gpu_slope[i]) * request.gpu
-        if self.has_gpu[i]:
-            values, versions = frag     # the shape's fragmentation what-ifs
-            after = float(values[i]) if versions[i] == self.version[i] else \
-                self._frag_after_one(request, i, values, versions)
-            if i in self._dirty:
-                self._fresh_frag()
-            grow = max(after - float(self.frag[i]), 0.0)
-            gpu = float(self.ngpu[i] - self.gpu_used[i])
-            grow += RESERVE_WEIGHT * self._reserve_taken_one(request, gpu, free_cpu, free_mem)
-            watts += grow * float(self.gpu_max_w[i])
-        return watts
+            out += float(self.gpu_slope[i]) * request.gpu
+        return out
+
+    def _penalty_of(self, request: Request, idx: np.ndarray) -> np.ndarray:
+        """The stranding penalty of ``request`` on each GPU node of ``idx`` (watts): the
+        growth of fragmentation and the reserve taken, priced at what a GPU draws."""
+        grow = self._frag_after(request, idx) - self._fresh_frag()[idx]
+        grow = np.maximum(grow, 0.0) + RESERVE_WEIGHT * self._reserve_taken(request, idx)
+        out: np.ndarray = grow * self.gpu_max_w[idx]
+        return out
+
+    def _penalty_one(self, request: Request, i: int,
+                     frag: tuple[np.ndarray, ...]) -> float:
+        """:meth:`_penalty_of` of one node in plain Python, the same operations in the
+        same order."""
+        values, versions = frag     # the shape's fragmentation what-ifs
+        after = float(values[i]) if versions[i] == self.version[i] else \
+            self._frag_after_one(request, i, values, versions)
+        if i in self._dirty:
+            self._fresh_frag()
+        grow = max(after - float(self.frag[i]), 0.0)
+        grow += RESERVE_WEIGHT * self._reserve_taken_one(
+            request, float(self.ngpu[i] - self.gpu_used[i]), float(self.free_cpu[i]),
+            float(self.free_mem[i]))
+        return grow * float(self.gpu_max_w[i])
 
     def _reserve_taken(self, request: Request, idx: np.ndarray) -> np.ndarray:
         """GPUs each node of ``idx`` would be left without the cores or memory to use (at

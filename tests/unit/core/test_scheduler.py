@@ -307,9 +307,10 @@ def test_scoring_one_of_each_kind_of_empty_node_decides_exactly_as_scoring_all(
 @pytest.mark.parametrize(("kept", "afresh"), [(1000, 0), (0, 1000)])
 def test_energy_scores_kept_per_shape_decide_exactly_as_scoring_afresh(
         monkeypatch: pytest.MonkeyPatch, kept: int, afresh: int) -> None:
-    """The energy score is kept per request shape and node version, and a stale node is
-    scored in plain Python or, many at once, with numpy: a cluster that keeps its scores
-    decides as one that forgets them before every decision and scores the other way."""
+    """The energy score is kept per request shape and node version (a lower bound until
+    its penalty is needed), and a stale node is scored in plain Python or, many at once,
+    with numpy: a cluster that keeps its scores decides as one that forgets them before
+    every decision and scores the other way, and as scoring every node in full."""
     import random
 
     from leptonic.core import scheduler
@@ -339,6 +340,11 @@ def test_energy_scores_kept_per_shape_decide_exactly_as_scoring_afresh(
         monkeypatch.setattr(scheduler, "ONE_BY_ONE", afresh)
         want = forgets.decide(r, Policy.ENERGY)
         assert (got.node, got.waking, got.score) == (want.node, want.waking, want.score), step
+        if want.node is not None:       # every node's score, the penalties all computed
+            forgets._score_cache.clear()
+            full = forgets.scores(r, Policy.ENERGY, forgets.fit_mask(r) & ~forgets.skip)
+            best = int(full.argmin())
+            assert (forgets.specs[best].name, float(full[best])) == (want.node, want.score)
         if got.node is not None:
             live.append((keeps.bind(got.node, r), forgets.bind(want.node, r)))
     assert keeps._score_cache       # it did keep them
