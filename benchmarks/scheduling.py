@@ -149,7 +149,7 @@ def placements(nodes: list[NodeSpec], requests: list[Request], policy: Policy, c
 def speed(nodes: list[NodeSpec], requests: list[Request], args: argparse.Namespace
           ) -> dict[str, Any]:
     out: dict[str, Any] = {"trace_nodes": {}, "sizes": {}}
-    for policy in POLICIES:
+    for policy in args.policies:
         runs = [placements(nodes, requests, policy, args.placements) for _ in range(args.runs)]
         out["trace_nodes"][str(policy)] = _medians(runs) | {"runs": runs}
         m = out["trace_nodes"][str(policy)]
@@ -159,7 +159,7 @@ def speed(nodes: list[NodeSpec], requests: list[Request], args: argparse.Namespa
     for size in args.sizes:
         cluster = cluster_of_size(nodes, size)
         out["sizes"][str(size)] = {}
-        for policy in POLICIES:
+        for policy in args.policies:
             runs = [placements(cluster, requests, policy, args.decisions)
                     for _ in range(args.runs)]
             out["sizes"][str(size)][str(policy)] = _medians(runs)
@@ -204,7 +204,7 @@ def report(replays: list[dict[str, Any]], fast: dict[str, Any], args: argparse.N
                   f"{'policy':10} {args.placements:,} placements on {args.node_count:,} "
                   f"nodes (target <= {TARGET_S:g} s)   "
                   + "  ".join(f"{int(s):>7,} nodes" for s in fast["sizes"])]
-        for policy in POLICIES:
+        for policy in args.policies:
             m = fast["trace_nodes"][str(policy)]
             flag = "ok" if m["decide_bind_s"] <= TARGET_S else "SLOW"
             per_size = "  ".join(
@@ -231,11 +231,14 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--standby-after", type=float, default=sim.STANDBY_AFTER_S)
     parser.add_argument("--limit", type=int, default=None, help="replay only N pods")
+    parser.add_argument("--policies", default=",".join(map(str, POLICIES)),
+                        help="the policies whose speed is measured, comma-separated")
     parser.add_argument("--skip-replay", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    args.policies = [Policy(p) for p in args.policies.split(",") if p]
     started = time.monotonic()
     node_list = args.dir / NODES.name.removesuffix(".gz")
     nodes = sim.node_specs(traces.read_nodes(
