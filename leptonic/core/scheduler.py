@@ -382,9 +382,9 @@ class Cluster:
         return out
 
     def _per_shape(self, cache: dict[tuple[float, float, float], tuple[np.ndarray, ...]],
-                   request: Request) -> tuple[np.ndarray, ...]:
+                   request: Request, *, exact: bool = False) -> tuple[np.ndarray, ...]:
         """The arrays ``cache`` keeps for the request's shape: values, the node version
-        each is of, and (the score cache) whether each is exact or a lower bound."""
+        each is of, and (``exact``) whether each is exact or a lower bound."""
         key = request.shape()
         cached = cache.get(key)
         if cached is None:
@@ -392,9 +392,7 @@ class Cluster:
                 cache.clear()
             n = len(self.specs)
             cached = (np.zeros(n), np.full(n, -1, dtype=np.int64))
-            if cache is self._score_cache:
-                cached += (np.zeros(n, dtype=bool),)
-            cache[key] = cached
+            cache[key] = cached = (*cached, np.zeros(n, dtype=bool)) if exact else cached
         return cached
 
     # -- node state ------------------------------------------------------------------------
@@ -593,7 +591,7 @@ class Cluster:
         """The shape's kept values (and whether each is the score, not a bound) with every
         node of ``cand`` changed since given its marginal watts again: the score of a
         node without GPUs, the lower bound of a GPU node's (its penalty to add)."""
-        values, versions, exact = self._per_shape(self._score_cache, request)
+        values, versions, exact = self._per_shape(self._score_cache, request, exact=True)
         stale = cand[versions[cand] != self.version[cand]]
         if len(stale) > ONE_BY_ONE:
             values[stale] = self._watts(request, stale)
