@@ -332,14 +332,14 @@ def borrow_times(pods: Sequence[TracePod], lender: Sequence[TracePod], *,
             continue
         times = by_name.get(pod.name)
         if times is None:
-            same = by_shape.get(_shape(pod))
+            shape = _shape(pod)
+            same = by_shape.get(shape)
             if not same:
                 raise TraceError(
                     f"{sample}: pod {pod.name} ({pod.cpu:g} CPU, {pod.memory_mib:g} MiB, "
                     f"{pod.gpu:g} GPU) is not in {source} and no pod there has its shape "
                     "to lend it times")
-            turn = turns.get(_shape(pod), 0)
-            turns[_shape(pod)] = turn + 1
+            turn = turns[shape] = turns.get(shape, -1) + 1
             times = same[turn % len(same)]
         out.append(dataclasses.replace(pod, creation_s=times.creation_s,
                                        deletion_s=times.deletion_s,
